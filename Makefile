@@ -1,0 +1,38 @@
+# Elit: see README.md. Every target runs from a fresh Debian machine; targets
+# that need Debian packages install them when run as root (scripts/deps.sh).
+SHELL := /bin/bash
+GO ?= go
+FUZZTIME ?= 30s
+
+.PHONY: all build run test check bench fuzz clean
+
+all: check test
+
+build:
+	$(GO) build -o bin/ ./...
+
+# The main job: the demo (scripts/run.sh says what it shows).
+run:
+	scripts/run.sh
+
+# The one test command: unit and end-to-end tests with the race detector in
+# random order, fuzz seed corpora included (go test runs them as tests).
+test:
+	scripts/deps.sh losetup:mount
+	$(GO) test -race -shuffle=on -count=1 ./...
+
+check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: needs formatting:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# Figures for docs/benchmarks.md.
+bench:
+	scripts/bench.sh
+
+# Every fuzz target, FUZZTIME each.
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs the benchmarks and prints their figures as Markdown tables, the form
+# docs/benchmarks.md keeps them in. COUNT runs of each; the median is shown.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${COUNT:-5}
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+
+echo "## OneFFS throughput"
+echo
+echo "64 MiB written and read through an image file in a temporary directory on"
+echo "the local disk; every oneffs Write syncs three times (classic) or after the"
+echo "chain and each superblock (fail-safe). Baselines from the same run: writes"
+echo "against os.WriteFile plus fsync (equally durable), reads against os.ReadFile."
+echo "Median of $count runs; \`go test ./oneffs -bench . -benchtime 10x -count $count\`"
+echo "on $(nproc) cores, $(go version | cut -d' ' -f3), $(date -u +%Y-%m-%d)."
+echo
+go test ./oneffs -run '^$' -bench . -benchtime 10x -count "$count" >"$raw"
+awk '
+/^Benchmark/ {
+	split($1, a, "/"); op = substr(a[1], 10); name = a[2]; sub(/-[0-9]+$/, "", name)
+	for (i = 2; i <= NF; i++) if ($(i+1) == "MB/s") v = $i
+	key = op "/" name
+	if (!(key in n)) order[++k] = key
+	vals[key, ++n[key]] = v
+}
+function median(key,   m, i, j, t, x) {
+	m = n[key]
+	for (i = 1; i <= m; i++) x[i] = vals[key, i]
+	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+	return (m % 2) ? x[(m + 1) / 2] : (x[m / 2] + x[m / 2 + 1]) / 2
+}
+END {
+	base["Write"] = "Write/os.WriteFile+fsync"; base["Read"] = "Read/os.ReadFile"
+	print "| operation | implementation | MB/s | ratio to baseline |"
+	print "|---|---|---:|---:|"
+	for (i = 1; i <= k; i++) {
+		split(order[i], p, "/"); b = median(base[p[1]])
+		printf "| %s | %s | %.0f | %.2f |\n", p[1], p[2], median(order[i]), median(order[i]) / b
+	}
+}' "$raw"

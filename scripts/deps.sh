@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Makes sure the commands a Makefile target needs are installed.
+# Usage: scripts/deps.sh COMMAND:DEBIAN_PACKAGE ...
+# Missing ones are installed with apt-get when running as root on Debian;
+# otherwise it stops and says exactly what to install.
+set -euo pipefail
+missing=()
+for spec in "$@"; do
+	cmd=${spec%%:*} pkg=${spec#*:}
+	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+# shellcheck disable=SC2207
+missing=($(printf '%s\n' "${missing[@]}" | sort -u))
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+	echo "deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	if ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+		apt-get update -qq >/dev/null
+		apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	exit 0
+fi
+echo "deps: missing Debian packages; install them with:" >&2
+echo "  sudo apt-get install ${missing[*]}" >&2
+exit 1
