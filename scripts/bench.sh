@@ -40,3 +40,21 @@ END {
 		printf "| %s | %s | %.0f | %.2f |\n", p[1], p[2], median(order[i]), median(order[i]) / b
 	}
 }' "$raw"
+
+echo
+echo "## User database load"
+echo
+echo "Parse and check a 100 000-user database as \`elit passwd\` makes it (argon2id"
+echo "hash, SCRAM-SHA-256 secret, one mailbox each): about 34 MB of JSON. Median of"
+echo "$count runs; \`go test ./elit/userdb -bench Parse100k -benchtime 3x -count $count\`."
+echo
+go test ./elit/userdb -run '^$' -bench Parse100k -benchtime 3x -benchmem -count "$count" >"$raw"
+awk '
+/^BenchmarkParse100k/ { for (i = 2; i <= NF; i++) { if ($(i+1) == "ns/op") ns[++n] = $i; if ($(i+1) == "B/op") mem = $i } }
+END {
+	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (ns[j] < ns[i]) { t = ns[i]; ns[i] = ns[j]; ns[j] = t }
+	m = (n % 2) ? ns[(n + 1) / 2] : (ns[n / 2] + ns[n / 2 + 1]) / 2
+	print "| users | load time | allocated |"
+	print "|---:|---:|---:|"
+	printf "| 100 000 | %.2f s | %.0f MB |\n", m / 1e9, mem / 1e6
+}' "$raw"

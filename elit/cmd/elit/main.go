@@ -1,0 +1,51 @@
+// Command elit is the Elit mail server and its tools.
+//
+//	elit passwd [-cram-md5] [-name NAME -mailbox ADDR...]   make the password fields of a user
+//	elit db check -domain DOMAIN FILE|IMG                    check a user database
+//
+// The server itself (elit serve) is being built.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes: 0 ok; 1 the check found problems; 2 a command-line error;
+// 125 a failure (gokrazy's "do not restart me" code).
+const (
+	exitOK       = 0
+	exitProblems = 1
+	exitUsage    = 2
+	exitFailure  = 125
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) >= 1 && args[0] == "passwd":
+		return cmdPasswd(args[1:], stdin, stdout, stderr)
+	case len(args) >= 2 && args[0] == "db" && args[1] == "check":
+		return cmdDBCheck(args[2:], stdout, stderr)
+	case len(args) >= 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
+		usage(stdout)
+		return exitOK
+	}
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  elit passwd [-cram-md5] [-name NAME -mailbox ADDR...]
+        read a password on standard input and print the password fields of a
+        user database entry (argon2id, SCRAM-SHA-256, SCRAM-SHA-1)
+  elit db check -domain DOMAIN [-b N] FILE|IMG
+        check a user database (a JSON file, or a OneFFS image or partition)
+        and print each problem with its entry index
+`)
+}
