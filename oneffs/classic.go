@@ -139,7 +139,7 @@ func (im *Image) formatClassic(l *layout) error {
 	if err := im.writeHeader(header{}); err != nil {
 		return err
 	}
-	if l != nil && l.fs != nil && im.n > 1 {
+	if l.failSafe() != nil && im.n > 1 {
 		if err := im.zeroSectors(im.n-1, 1); err != nil {
 			return err
 		}
@@ -153,7 +153,7 @@ func (im *Image) deleteClassic(l *layout) error {
 	if err := im.formatClassic(l); err != nil {
 		return err
 	}
-	if l == nil || l.fs != nil || !l.hdr.set {
+	if !l.hdr.set {
 		return nil
 	}
 	n := min(ceilDiv(int64(l.hdr.length), im.ss), im.n-1)

@@ -341,11 +341,7 @@ func (im *Image) writeFailSafe(l *layout, data []byte) error {
 	if len(chain) > 0 {
 		sb.active = chain[0].start
 	}
-	var fs *fsState
-	if l != nil {
-		fs = l.fs
-	}
-	return im.writeSuperblocks(sb, fs.firstToWrite())
+	return im.writeSuperblocks(sb, l.failSafe().firstToWrite())
 }
 
 // writeChain writes data into the sectors of chain, linking each to the next.
@@ -403,11 +399,7 @@ func (im *Image) formatFailSafe(l *layout) error {
 	if im.ss < MinFailSafeSectorSize || im.n < 2 {
 		return fmt.Errorf("%w for the fail-safe format: need sectors of at least %d bytes and two sectors", ErrSectorSize, MinFailSafeSectorSize)
 	}
-	var fs *fsState
-	if l != nil {
-		fs = l.fs
-	}
-	return im.writeSuperblocks(im.emptySuperblock(), fs.firstToWrite())
+	return im.writeSuperblocks(im.emptySuperblock(), l.failSafe().firstToWrite())
 }
 
 func (im *Image) deleteFailSafe(fs *fsState) error {

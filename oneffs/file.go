@@ -101,11 +101,10 @@ func Create(path string, data []byte, opts ...Option) (err error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	ss := cfg.sectorSize
-	if ss < MinSectorSize || (cfg.format == FailSafe && ss < MinFailSafeSectorSize) {
-		_, err := newImage(nil, int64(ss), cfg) // for the error message
+	if err := cfg.checkSectorSize(); err != nil {
 		return err
 	}
+	ss := cfg.sectorSize
 	size := MinImageSize(int64(len(data)), cfg.format, ss)
 	if cfg.size != 0 {
 		if cfg.size < size {

@@ -190,13 +190,10 @@ func newImage(dev Device, size int64, cfg config) (*Image, error) {
 	if cfg.now == nil {
 		cfg.now = time.Now
 	}
+	if err := cfg.checkSectorSize(); err != nil {
+		return nil, err
+	}
 	ss := int64(cfg.sectorSize)
-	if ss < MinSectorSize {
-		return nil, fmt.Errorf("%w: %d bytes, need at least %d", ErrSectorSize, ss, MinSectorSize)
-	}
-	if cfg.formatSet && cfg.format == FailSafe && ss < MinFailSafeSectorSize {
-		return nil, fmt.Errorf("%w for the fail-safe format: %d bytes, need at least %d", ErrSectorSize, ss, MinFailSafeSectorSize)
-	}
 	if size%ss != 0 {
 		return nil, fmt.Errorf("%w: %d bytes is not a multiple of %d", ErrNotAligned, size, ss)
 	}
@@ -204,6 +201,17 @@ func newImage(dev Device, size int64, cfg config) (*Image, error) {
 		return nil, fmt.Errorf("device too small: %d bytes, need at least one sector of %d", size, ss)
 	}
 	return &Image{dev: dev, ss: ss, n: size / ss, cfg: cfg}, nil
+}
+
+func (cfg *config) checkSectorSize() error {
+	ss := cfg.sectorSize
+	if ss < MinSectorSize {
+		return fmt.Errorf("%w: %d bytes, need at least %d", ErrSectorSize, ss, MinSectorSize)
+	}
+	if cfg.formatSet && cfg.format == FailSafe && ss < MinFailSafeSectorSize {
+		return fmt.Errorf("%w for the fail-safe format: %d bytes, need at least %d", ErrSectorSize, ss, MinFailSafeSectorSize)
+	}
+	return nil
 }
 
 // SectorSize returns the sector size in bytes.
@@ -307,7 +315,7 @@ func (im *Image) Delete() error {
 	if err != nil && !errors.As(err, &he) {
 		return err
 	}
-	if l != nil && l.fs != nil {
+	if l.fs != nil {
 		return im.deleteFailSafe(l.fs)
 	}
 	return im.deleteClassic(l)
@@ -318,6 +326,14 @@ func (im *Image) Delete() error {
 type layout struct {
 	hdr header
 	fs  *fsState
+}
+
+// failSafe returns the fail-safe state, or nil for a classic or unknown layout.
+func (l *layout) failSafe() *fsState {
+	if l == nil {
+		return nil
+	}
+	return l.fs
 }
 
 func (l *layout) info() Info {
@@ -332,7 +348,7 @@ func (im *Image) target(l *layout) Format {
 	if im.cfg.formatSet {
 		return im.cfg.format
 	}
-	if l != nil && l.fs != nil {
+	if l.failSafe() != nil {
 		return FailSafe
 	}
 	return Classic
