@@ -2,6 +2,7 @@
 //
 //	elit passwd [-cram-md5] [-name NAME -mailbox ADDR...]   make the password fields of a user
 //	elit db check -domain DOMAIN FILE|IMG                    check a user database
+//	elit queue [-state DIR] list | show ID                   read the queue
 //
 // The server itself (elit serve) is being built.
 package main
@@ -31,6 +32,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
 	case len(args) >= 2 && args[0] == "db" && args[1] == "check":
 		return cmdDBCheck(args[2:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "queue":
+		return cmdQueue(args[1:], stdout, stderr)
 	case len(args) >= 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
 		usage(stdout)
 		return exitOK
@@ -47,5 +50,7 @@ func usage(w io.Writer) {
   elit db check -domain DOMAIN [-b N] FILE|IMG
         check a user database (a JSON file, or a OneFFS image or partition)
         and print each problem with its entry index
+  elit queue [-state DIR] list | show ID
+        list the queued messages, or show one's envelope and delivery state
 `)
 }

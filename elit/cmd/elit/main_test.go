@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"elit.local/elit/queue"
 	"elit.local/elit/userdb"
 	"elit.local/oneffs"
 )
@@ -107,6 +108,39 @@ func TestDBCheck(t *testing.T) {
 			if !strings.Contains(out, w) {
 				t.Errorf("%q: output %q, want %q", c.args, out, w)
 			}
+		}
+	}
+}
+
+func TestQueue(t *testing.T) {
+	state := t.TempDir()
+	s, err := queue.Open(filepath.Join(state, "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &queue.Message{From: "din@example.org", Recipients: []queue.Recipient{{Address: "a@example.net"}, {Address: "b@example.net"}}}
+	if err := s.Put(m, strings.NewReader("hello\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runElit("", "queue", "-state", state, "list")
+	if code != 0 || !strings.Contains(out, m.ID+"        7 bytes  from din@example.org  2 recipients, 2 pending") {
+		t.Errorf("list: exit %d: %q %s", code, out, errs)
+	}
+	code, out, _ = runElit("", "queue", "-state", state, "show", m.ID)
+	if code != 0 || !strings.Contains(out, `"address": "b@example.net"`) {
+		t.Errorf("show: exit %d: %s", code, out)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"queue", "-state", state, "show", "nope"}, exitFailure},
+		{[]string{"queue", "-state", filepath.Join(state, "missing"), "list"}, exitFailure},
+		{[]string{"queue", "-state", state}, exitUsage},
+		{[]string{"queue", "-state", state, "drop", m.ID}, exitUsage},
+	} {
+		if code, _, _ := runElit("", c.args...); code != c.code {
+			t.Errorf("%q: exit %d, want %d", c.args, code, c.code)
 		}
 	}
 }

@@ -1,0 +1,298 @@
+// Package queue is Elit's durable message store, between receiving and
+// delivering. A message is two files in one directory:
+//
+//	<id>.msg   the message as received (with our Received header)
+//	<id>.json  its envelope and per-recipient delivery state, readable by eye
+//
+// Each is written to a temporary file, fsynced, renamed into place
+// (renameio) and the directory fsynced, the data first: a message is in the
+// queue exactly when its .json exists, so a server may answer 250 after DATA
+// (RFC 5321 §4.1.1.4, "the receiver MUST NOT lose the message") as soon as
+// Put returns. Open removes what an interrupted Put left (temporary files,
+// data without an envelope), which was never acknowledged.
+//
+// The store holds state; scheduling deliveries is the deliverer's job.
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2"
+)
+
+// Status is the delivery state of one recipient.
+type Status string
+
+// Recipient states.
+const (
+	Pending   Status = "pending"   // to be delivered (again)
+	Delivered Status = "delivered" // the next hop accepted it
+	Failed    Status = "failed"    // permanently failed; a bounce is due or sent
+	Held      Status = "held"      // held by the operator
+)
+
+// Recipient is one address a message is delivered to, after expansion.
+type Recipient struct {
+	Address  string `json:"address"`            // where it goes
+	Original string `json:"original,omitempty"` // the RCPT TO it came from, when expanded
+	// DSN parameters of the RCPT command (RFC 3461 §4).
+	Notify string `json:"notify,omitempty"`
+	ORcpt  string `json:"orcpt,omitempty"`
+
+	Status      Status    `json:"status"`
+	Attempts    int       `json:"attempts,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
+}
+
+// Message is the envelope and delivery state of a queued message.
+type Message struct {
+	ID         string      `json:"id"`
+	Received   time.Time   `json:"received"`
+	From       string      `json:"from"` // the envelope sender; "" is the null sender
+	Recipients []Recipient `json:"recipients"`
+	Size       int64       `json:"size"`
+	// Where it came from.
+	ClientAddr string `json:"client_addr,omitempty"`
+	Helo       string `json:"helo,omitempty"`
+	AuthUser   string `json:"auth_user,omitempty"` // submission: the authenticated user
+	// DSN parameters of the MAIL command (RFC 3461 §4).
+	Ret   string `json:"ret,omitempty"`
+	EnvID string `json:"envid,omitempty"`
+	// Body is the BODY parameter (7BIT, 8BITMIME, BINARYMIME); SMTPUTF8 is
+	// set when the client asked for it (RFC 6531).
+	Body     string `json:"body,omitempty"`
+	SMTPUTF8 bool   `json:"smtputf8,omitempty"`
+}
+
+// Done reports whether no recipient is left to deliver.
+func (m *Message) Done() bool {
+	for _, r := range m.Recipients {
+		if r.Status == Pending || r.Status == Held {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrNotFound means no message has that ID.
+var ErrNotFound = errors.New("no such message")
+
+var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}-[0-9a-f]{12}$`)
+
+// Store is a queue directory. Its methods may be called concurrently for
+// different messages; updates to one message must come from one goroutine.
+type Store struct {
+	dir string
+	now func() time.Time
+}
+
+// Open opens (creating it if needed) the queue in dir and removes what
+// interrupted Puts left behind.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("queue directory: %w", err)
+	}
+	s := &Store{dir: dir, now: time.Now}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("queue directory: %w", err)
+	}
+	have := map[string]bool{}
+	for _, e := range entries {
+		have[e.Name()] = true
+	}
+	removed := false
+	for _, e := range entries {
+		name := e.Name()
+		id, isData := strings.CutSuffix(name, ".msg")
+		orphan := isData && !have[id+".json"]
+		if strings.HasPrefix(name, ".") || orphan {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, fmt.Errorf("queue cleanup: %w", err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Dir returns the queue directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) newID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return s.now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+}
+
+func (s *Store) path(id, ext string) (string, error) {
+	if !idPattern.MatchString(id) {
+		return "", fmt.Errorf("%w: %q is not a queue ID", ErrNotFound, id)
+	}
+	return filepath.Join(s.dir, id+ext), nil
+}
+
+// Put stores a new message durably: data, then m (with ID, Received and
+// Size filled in). When Put returns nil the message survives a crash.
+func (s *Store) Put(m *Message, data io.Reader) error {
+	m.ID = s.newID()
+	if m.Received.IsZero() {
+		m.Received = s.now()
+	}
+	for i := range m.Recipients {
+		if m.Recipients[i].Status == "" {
+			m.Recipients[i].Status = Pending
+		}
+	}
+	dataPath, _ := s.path(m.ID, ".msg")
+	f, err := renameio.NewPendingFile(dataPath, renameio.WithPermissions(0o600))
+	if err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	defer f.Cleanup()
+	n, err := io.Copy(f, data)
+	if err != nil {
+		return fmt.Errorf("queue %s: writing the message: %w", m.ID, err)
+	}
+	m.Size = n
+	if err := f.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	if err := s.writeEnvelope(m); err != nil {
+		os.Remove(dataPath)
+		return err
+	}
+	return nil
+}
+
+// Update durably replaces the envelope and delivery state of m.
+func (s *Store) Update(m *Message) error {
+	if _, err := s.path(m.ID, ".json"); err != nil {
+		return err
+	}
+	return s.writeEnvelope(m)
+}
+
+func (s *Store) writeEnvelope(m *Message) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	path, _ := s.path(m.ID, ".json")
+	if err := renameio.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	return syncDir(s.dir)
+}
+
+// Get reads the envelope of a message.
+func (s *Store) Get(id string) (*Message, error) {
+	path, err := s.path(id, ".json")
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := &Message{}
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("queue %s: bad envelope: %w", id, err)
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("queue %s: the envelope says it is %q", id, m.ID)
+	}
+	return m, nil
+}
+
+// Data opens the message data.
+func (s *Store) Data(id string) (*os.File, error) {
+	path, err := s.path(id, ".msg")
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return f, err
+}
+
+// Remove deletes a message: the envelope first, so that a crash in between
+// leaves an orphan that Open removes, never an envelope without data.
+func (s *Store) Remove(id string) error {
+	jsonPath, err := s.path(id, ".json")
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(jsonPath); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		return err
+	}
+	dataPath, _ := s.path(id, ".msg")
+	if err := os.Remove(dataPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(s.dir)
+}
+
+// List returns every queued message, oldest first. Envelopes that cannot
+// be read are reported in the error (joined), and the others still listed:
+// a damaged file must not hide the rest of the queue.
+func (s *Store) List() ([]*Message, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var msgs []*Message
+	var errs []error
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !idPattern.MatchString(id) {
+			continue
+		}
+		m, err := s.Get(id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	sort.Slice(msgs, func(i, j int) bool { return msgs[i].ID < msgs[j].ID })
+	return msgs, errors.Join(errs...)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
