@@ -21,6 +21,7 @@
 package userdb
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
@@ -182,10 +183,11 @@ func Parse(data []byte, domain string) (*DB, error) {
 		db.order = append(db.order, u)
 	}
 	for _, u := range db.order {
-		if !db.hasLocalMailbox(u) {
-			// nothing to expand: the common case, checked without Expand
-		} else if _, err := db.Expand(u.Address); err != nil {
-			add(u.entry, u.Name, false, "%v", err)
+		// Only forwards to local addresses can loop or dangle.
+		if db.hasLocalMailbox(u) {
+			if _, err := db.Expand(u.Address); err != nil {
+				add(u.entry, u.Name, false, "%v", err)
+			}
 		}
 		if len(u.Mailboxes) == 0 {
 			add(u.entry, u.Name, true, "no mailboxes: mail to %s cannot be delivered", u.Address)
@@ -338,19 +340,16 @@ func (db *DB) hasLocalMailbox(u *User) bool {
 // parseMailbox parses an RFC 5322 mailbox ("a@b" or "Name <a@b>") and
 // returns its addr-spec, which must also be a valid SMTP address.
 func parseMailbox(s string) (string, error) {
-	if !strings.ContainsAny(s, "<>\"() \t\\,;:") {
-		// A bare addr-spec, as most are: no need for the RFC 5322 parser.
-		a, err := smtp.ParseAddress(s)
+	spec := s
+	if strings.ContainsAny(s, "<>\"() \t\\,;:") {
+		// Not a bare addr-spec (as most are): needs the RFC 5322 parser.
+		m, err := mail.ParseAddress(s)
 		if err != nil {
 			return "", fmt.Errorf("%q: %w", s, err)
 		}
-		return a.String(), nil
+		spec = m.Address
 	}
-	m, err := mail.ParseAddress(s)
-	if err != nil {
-		return "", fmt.Errorf("%q: %w", s, err)
-	}
-	a, err := smtp.ParseAddress(m.Address)
+	a, err := smtp.ParseAddress(spec)
 	if err != nil {
 		return "", fmt.Errorf("%q: %w", s, err)
 	}
@@ -474,8 +473,9 @@ func (db *DB) Expand(address string) ([]string, error) {
 			return nil
 		}
 		seen[key] = true
+		path = append(path, key)
 		for _, m := range u.Mailboxes {
-			if err := walk(m, append(path, key)); err != nil {
+			if err := walk(m, path); err != nil {
 				return err
 			}
 		}
@@ -504,18 +504,12 @@ func dummyLike(h passwordHash) passwordHash {
 // or partition (detected: a regular file whose first non-blank byte is '['
 // is JSON). opts apply to OneFFS (e.g. the sector size).
 func ReadSource(path string, opts ...oneffs.Option) ([]byte, error) {
-	fi, err := os.Stat(path)
+	isJSON, err := looksLikeJSON(path)
 	if err != nil {
 		return nil, err
 	}
-	if fi.Mode().IsRegular() {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		if t := bytes.TrimSpace(data); len(t) == 0 || t[0] == '[' {
-			return data, nil
-		}
+	if isJSON {
+		return os.ReadFile(path)
 	}
 	im, err := oneffs.Open(path, append(opts, oneffs.WithReadOnly())...)
 	if err != nil {
@@ -530,4 +524,30 @@ func ReadSource(path string, opts ...oneffs.Option) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return data, nil
+}
+
+// looksLikeJSON reports whether path is a regular file that is blank or
+// whose first non-blank byte is '[', reading no further than that byte.
+func looksLikeJSON(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return false, err
+	}
+	r := bufio.NewReader(f)
+	for {
+		c, err := r.ReadByte()
+		switch {
+		case err == io.EOF:
+			return true, nil
+		case err != nil:
+			return false, err
+		case c != ' ' && c != '\t' && c != '\n' && c != '\r':
+			return c == '[', nil
+		}
+	}
 }

@@ -38,6 +38,27 @@ func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
+	type entry struct {
+		Name string `json:"name"`
+		userdb.Secrets
+		Mailboxes []string `json:"mailboxes"`
+	}
+	if *name != "" {
+		if mailboxes == nil {
+			mailboxes = listFlag{}
+		}
+		// Check the name and mailboxes as the server will, before asking
+		// for the password (an entry without one is a valid list).
+		js, _ := json.Marshal([]map[string]any{{"name": *name, "mailboxes": mailboxes}})
+		domain := "localhost"
+		if i := strings.LastIndexByte(*name, '@'); i >= 0 {
+			domain = (*name)[i+1:]
+		}
+		if _, err := userdb.Parse(js, domain); err != nil {
+			fmt.Fprintf(stderr, "elit passwd: %v\n", err)
+			return exitUsage
+		}
+	}
 	pw, err := readPassword(stdin, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "elit passwd: %v\n", err)
@@ -50,24 +71,7 @@ func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var out any = s
 	if *name != "" {
-		if mailboxes == nil {
-			mailboxes = listFlag{}
-		}
-		out = struct {
-			Name string `json:"name"`
-			userdb.Secrets
-			Mailboxes []string `json:"mailboxes"`
-		}{*name, s, mailboxes}
-		// Check the entry as the server will.
-		js, _ := json.Marshal([]any{out})
-		domain := "localhost"
-		if i := strings.LastIndexByte(*name, '@'); i >= 0 {
-			domain = (*name)[i+1:]
-		}
-		if _, err := userdb.Parse(js, domain); err != nil {
-			fmt.Fprintf(stderr, "elit passwd: %v\n", err)
-			return exitUsage
-		}
+		out = entry{*name, s, mailboxes}
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
