@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Makes sure the commands a Makefile target needs are installed.
 # Usage: scripts/deps.sh COMMAND:DEBIAN_PACKAGE ...
+# A COMMAND of the form perl=Module::Name checks for a Perl module instead.
 # Missing ones are installed with apt-get when running as root on Debian;
 # otherwise it stops and says exactly what to install.
 set -euo pipefail
 missing=()
 for spec in "$@"; do
-	cmd=${spec%%:*} pkg=${spec#*:}
-	command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+	cmd=${spec%:*} pkg=${spec##*:}
+	case $cmd in
+	perl=*) perl -M"${cmd#perl=}" -e1 >/dev/null 2>&1 || missing+=("$pkg") ;;
+	*) command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg") ;;
+	esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 # shellcheck disable=SC2207

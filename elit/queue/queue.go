@@ -153,30 +153,82 @@ func (s *Store) path(id, ext string) (string, error) {
 // Put stores a new message durably: data, then m (with ID, Received and
 // Size filled in). When Put returns nil the message survives a crash.
 func (s *Store) Put(m *Message, data io.Reader) error {
-	m.ID = s.newID()
+	in, err := s.Begin()
+	if err != nil {
+		return err
+	}
+	defer in.Abort()
+	if _, err := io.Copy(in, data); err != nil {
+		return fmt.Errorf("queue %s: writing the message: %w", in.ID(), err)
+	}
+	return s.Commit(in, m)
+}
+
+// Incoming is a message being written into the queue: it has its ID (to
+// put in a Received header, say) but is not queued until Commit.
+type Incoming struct {
+	id string
+	f  *renameio.PendingFile
+	n  int64
+}
+
+// Begin starts a new message. Write its data to the returned Incoming,
+// then Commit it or Abort it.
+func (s *Store) Begin() (*Incoming, error) {
+	id := s.newID()
+	dataPath, _ := s.path(id, ".msg")
+	f, err := renameio.NewPendingFile(dataPath, renameio.WithPermissions(0o600))
+	if err != nil {
+		return nil, fmt.Errorf("queue %s: %w", id, err)
+	}
+	return &Incoming{id: id, f: f}, nil
+}
+
+// ID returns the queue ID the message will have.
+func (in *Incoming) ID() string { return in.id }
+
+// Size returns the number of bytes written so far.
+func (in *Incoming) Size() int64 { return in.n }
+
+func (in *Incoming) Write(p []byte) (int, error) {
+	n, err := in.f.Write(p)
+	in.n += int64(n)
+	return n, err
+}
+
+// Abort discards the message; after Commit it does nothing.
+func (in *Incoming) Abort() {
+	if in.f != nil {
+		in.f.Cleanup()
+		in.f = nil
+	}
+}
+
+// Commit durably queues the data written to in with the envelope m (its
+// ID, Received and Size filled in). When Commit returns nil the message
+// survives a crash; when it fails, nothing is queued.
+func (s *Store) Commit(in *Incoming, m *Message) error {
+	if in.f == nil {
+		return fmt.Errorf("queue %s: already committed or aborted", in.id)
+	}
+	m.ID = in.id
 	if m.Received.IsZero() {
 		m.Received = s.now()
 	}
+	m.Size = in.n
 	for i := range m.Recipients {
 		if m.Recipients[i].Status == "" {
 			m.Recipients[i].Status = Pending
 		}
 	}
-	dataPath, _ := s.path(m.ID, ".msg")
-	f, err := renameio.NewPendingFile(dataPath, renameio.WithPermissions(0o600))
-	if err != nil {
-		return fmt.Errorf("queue %s: %w", m.ID, err)
-	}
+	f := in.f
+	in.f = nil
 	defer f.Cleanup()
-	n, err := io.Copy(f, data)
-	if err != nil {
-		return fmt.Errorf("queue %s: writing the message: %w", m.ID, err)
-	}
-	m.Size = n
 	if err := f.CloseAtomicallyReplace(); err != nil {
 		return fmt.Errorf("queue %s: %w", m.ID, err)
 	}
 	if err := s.writeEnvelope(m); err != nil {
+		dataPath, _ := s.path(m.ID, ".msg")
 		os.Remove(dataPath)
 		return err
 	}

@@ -137,14 +137,22 @@ type entry struct {
 	CramMD5     *string   `json:"cram-md5"`
 }
 
-// Parse decodes and checks a database. Unqualified names are at domain. It
+// Parse decodes and checks a database. Unqualified names are at domain;
+// extra domains are local too (names like bob@other.org add theirs). It
 // returns an *Error listing every problem when the database is invalid.
-func Parse(data []byte, domain string) (*DB, error) {
+func Parse(data []byte, domain string, extra ...string) (*DB, error) {
 	d, err := smtp.ParseDomain(domain)
 	if err != nil {
 		return nil, fmt.Errorf("mail domain: %w", err)
 	}
 	db := &DB{domain: d, domains: map[string]bool{d: true}, users: map[string]*User{}}
+	for _, x := range extra {
+		xd, err := smtp.ParseDomain(x)
+		if err != nil {
+			return nil, fmt.Errorf("mail domain: %w", err)
+		}
+		db.domains[xd] = true
+	}
 	var problems []Problem
 	add := func(i int, name string, warning bool, format string, args ...any) {
 		problems = append(problems, Problem{Entry: i, Name: name, Err: fmt.Errorf(format, args...), Warning: warning})
@@ -436,6 +444,37 @@ func (db *DB) Mechanisms() []string {
 		m = append(m, "PLAIN", "LOGIN")
 	}
 	return m
+}
+
+// CanSendAs reports whether u may use address as its envelope or header
+// sender: its own address, or an address of the database that forwards to
+// u (a list u is a member of: its mailboxes include u's address or one of
+// u's mailboxes).
+func (db *DB) CanSendAs(u *User, address string) bool {
+	a, err := smtp.ParseAddress(address)
+	if err != nil {
+		return false
+	}
+	key := a.Canonical()
+	if key == u.Address {
+		return true
+	}
+	alias := db.users[key]
+	if alias == nil {
+		return false
+	}
+	mine := map[string]bool{u.Address: true}
+	for _, m := range u.Mailboxes {
+		if ma, err := smtp.ParseAddress(m); err == nil {
+			mine[ma.Canonical()] = true
+		}
+	}
+	for _, m := range alias.Mailboxes {
+		if ma, err := smtp.ParseAddress(m); err == nil && mine[ma.Canonical()] {
+			return true
+		}
+	}
+	return false
 }
 
 // Expand returns the mailboxes mail to a local address goes to: local

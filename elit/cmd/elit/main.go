@@ -1,10 +1,9 @@
 // Command elit is the Elit mail server and its tools.
 //
+//	elit serve -domain DOMAIN (-db IMG | -db-json FILE) [flags]  run the server
 //	elit passwd [-cram-md5] [-name NAME -mailbox ADDR...]   make the password fields of a user
 //	elit db check -domain DOMAIN FILE|IMG                    check a user database
 //	elit queue [-state DIR] list | show ID                   read the queue
-//
-// The server itself (elit serve) is being built.
 package main
 
 import (
@@ -28,6 +27,8 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch {
+	case len(args) >= 1 && args[0] == "serve":
+		return cmdServe(args[1:], stderr)
 	case len(args) >= 1 && args[0] == "passwd":
 		return cmdPasswd(args[1:], stdin, stdout, stderr)
 	case len(args) >= 2 && args[0] == "db" && args[1] == "check":
@@ -44,6 +45,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
+  elit serve -domain DOMAIN (-db IMG | -db-json FILE) [flags]
+        run the mail server: MX on :25, submission on :587 and :465
+        (elit serve -h lists the flags)
   elit passwd [-cram-md5] [-name NAME -mailbox ADDR...]
         read a password on standard input and print the password fields of a
         user database entry (argon2id, SCRAM-SHA-256, SCRAM-SHA-1)

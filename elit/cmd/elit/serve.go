@@ -1,0 +1,472 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"elit.local/elit/queue"
+	"elit.local/elit/receive"
+	esmtp "elit.local/elit/smtp"
+	"elit.local/elit/userdb"
+	"elit.local/oneffs"
+)
+
+// serveConfig is everything elit serve is told.
+type serveConfig struct {
+	domain, hostname, db, dbJSON, state       string
+	mxAddr, submissionAddr, submissionsAddr   string
+	tlsCert, tlsKey, resolver, postmaster     string
+	logLevel                                  string
+	extraDomains                              []string
+	dbInterval                                time.Duration
+	sectorSize                                int
+	maxSize                                   int64
+	readTimeout, writeTimeout, sessionTime    time.Duration
+	authDelay, authWindow                     time.Duration
+	maxRcpt, maxLine, maxConns, maxConnsPerIP int
+	maxAuthFail, maxAuthFailIP, maxHops       int
+}
+
+// errConfig is an invalid configuration: exit 125, gokrazy's "do not
+// restart me", since restarting will not fix it.
+type errConfig struct{ err error }
+
+func (e errConfig) Error() string { return e.err.Error() }
+
+func configErr(format string, args ...any) error { return errConfig{fmt.Errorf(format, args...)} }
+
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("elit serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "JSON `file` of settings: the flag names as keys (\"max-size\": 1000000), plus \"domains\": [...] for more local domains; flags given on the command line win")
+	fs.StringVar(&c.domain, "domain", "", "the mail `domain`: names without @ in the user database are at it (required)")
+	fs.StringVar(&c.hostname, "hostname", "", "host `name` in the greeting, EHLO, Received and the self-signed certificate (default: the system host name if it has a dot, else mail.DOMAIN)")
+	fs.StringVar(&c.db, "db", "", "user database: a OneFFS image `file` or block device holding the JSON")
+	fs.StringVar(&c.dbJSON, "db-json", "", "user database as a plain JSON `file` (development)")
+	fs.IntVar(&c.sectorSize, "db-sector-size", 0, "OneFFS sector size of -db (default: the device's, or 512 for a file)")
+	fs.DurationVar(&c.dbInterval, "db-check-interval", 30*time.Second, "how often to look for a changed database (SIGHUP reloads at once); 0 disables")
+	fs.StringVar(&c.state, "state", defaultState(), "state `directory`: queue, certificate, cached database")
+	fs.StringVar(&c.mxAddr, "mx-addr", ":25", "MX listen `address` (\"\" disables)")
+	fs.StringVar(&c.submissionAddr, "submission-addr", ":587", "submission (STARTTLS) listen `address` (\"\" disables)")
+	fs.StringVar(&c.submissionsAddr, "submissions-addr", ":465", "submission over implicit TLS listen `address` (\"\" disables)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain, PEM `file` (default: a self-signed one, made once and kept in the state directory)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key, PEM `file`")
+	fs.StringVar(&c.resolver, "resolver", "", "DNS server `host:port` for outgoing mail (default: the first nameserver of /etc/resolv.conf)")
+	fs.StringVar(&c.postmaster, "postmaster", "", "`address` that mail to postmaster@ goes to when the database has no postmaster (default: the mailboxes of the first user that can log in)")
+	fs.Int64Var(&c.maxSize, "max-size", 10_240_000, "maximum message size in `bytes`")
+	fs.IntVar(&c.maxRcpt, "max-recipients", 100, "maximum recipients per message")
+	fs.IntVar(&c.maxLine, "max-line-length", 4096, "maximum line length in bytes, commands and message")
+	fs.IntVar(&c.maxConns, "max-conns", 500, "maximum concurrent connections")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 50, "maximum concurrent connections from one client address")
+	fs.DurationVar(&c.readTimeout, "read-timeout", 5*time.Minute, "time allowed for each command or piece of message")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 5*time.Minute, "time allowed for each reply")
+	fs.DurationVar(&c.sessionTime, "max-session-time", time.Hour, "maximum length of a connection")
+	fs.IntVar(&c.maxAuthFail, "max-auth-failures", 3, "failed authentications per connection before it is closed")
+	fs.IntVar(&c.maxAuthFailIP, "max-auth-failures-per-ip", 10, "failed authentications per client address within -auth-failure-window before AUTH is refused")
+	fs.DurationVar(&c.authWindow, "auth-failure-window", 15*time.Minute, "window for -max-auth-failures-per-ip")
+	fs.DurationVar(&c.authDelay, "auth-failure-delay", time.Second, "delay before answering a failed authentication, times the failures so far on the connection (negative: none)")
+	fs.IntVar(&c.maxHops, "max-hops", 50, "Received header fields after which a message is refused as a loop")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: elit serve -domain DOMAIN (-db IMG | -db-json FILE) [flags]")
+		fmt.Fprintln(stderr, "\nOne process: MX on port 25, submission on 587 (STARTTLS) and 465 (TLS).")
+		fmt.Fprintln(stderr, "SIGHUP reloads the user database; SIGTERM stops. Exit 125: invalid configuration.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	return fs, c, configFile
+}
+
+func defaultState() string {
+	if fi, err := os.Stat("/perm"); err == nil && fi.IsDir() {
+		return "/perm/elit"
+	}
+	return "elit-state"
+}
+
+// applyConfigFile sets the flags not given on the command line from a JSON
+// object whose keys are flag names.
+func applyConfigFile(fs *flag.FlagSet, c *serveConfig, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return configErr("config: %w", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return configErr("config %s: %w", path, err)
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for k, raw := range m {
+		if k == "domains" {
+			if err := json.Unmarshal(raw, &c.extraDomains); err != nil {
+				return configErr("config %s: domains: want a list of domain names", path)
+			}
+			continue
+		}
+		if k == "config" || fs.Lookup(k) == nil {
+			return configErr("config %s: unknown setting %q", path, k)
+		}
+		if given[k] {
+			continue
+		}
+		var v any
+		json.Unmarshal(raw, &v)
+		s := fmt.Sprint(v)
+		if f, ok := v.(float64); ok {
+			s = fmt.Sprintf("%.0f", f)
+		}
+		if err := fs.Set(k, s); err != nil {
+			return configErr("config %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+func cmdServe(args []string, stderr io.Writer) int {
+	fs, c, configFile := serveFlags(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitFailure
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "elit serve: unexpected argument %q\n", fs.Arg(0))
+		return exitFailure
+	}
+	if *configFile != "" {
+		if err := applyConfigFile(fs, c, *configFile); err != nil {
+			fmt.Fprintf(stderr, "elit serve: %v\n", err)
+			return exitFailure
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, c, stderr); err != nil {
+		fmt.Fprintf(stderr, "elit serve: %v\n", err)
+		var ce errConfig
+		if errors.As(err, &ce) {
+			return exitFailure
+		}
+		return 1
+	}
+	return exitOK
+}
+
+func (c *serveConfig) check() error {
+	if c.domain == "" {
+		return configErr("-domain is required")
+	}
+	d, err := esmtp.ParseDomain(c.domain)
+	if err != nil || strings.HasPrefix(d, "[") {
+		return configErr("-domain %q: not a domain name", c.domain)
+	}
+	c.domain = d
+	if (c.db == "") == (c.dbJSON == "") {
+		return configErr("give the user database with exactly one of -db IMG and -db-json FILE")
+	}
+	if c.hostname == "" {
+		c.hostname = "mail." + c.domain
+		if h, err := os.Hostname(); err == nil && strings.Contains(h, ".") {
+			c.hostname = h
+		}
+	}
+	if h, err := esmtp.ParseDomain(c.hostname); err != nil || strings.HasPrefix(h, "[") {
+		return configErr("-hostname %q: not a host name", c.hostname)
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return configErr("-tls-cert and -tls-key go together")
+	}
+	for _, a := range []struct{ name, addr string }{{"mx-addr", c.mxAddr}, {"submission-addr", c.submissionAddr}, {"submissions-addr", c.submissionsAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return configErr("-%s %q: want host:port or :port", a.name, a.addr)
+		}
+	}
+	if c.mxAddr == "" && c.submissionAddr == "" && c.submissionsAddr == "" {
+		return configErr("every listener is disabled")
+	}
+	if c.resolver == "" {
+		c.resolver = resolvConfServer("/etc/resolv.conf")
+	} else if _, _, err := net.SplitHostPort(c.resolver); err != nil {
+		return configErr("-resolver %q: want host:port", c.resolver)
+	}
+	if c.postmaster != "" {
+		if _, err := esmtp.ParseAddress(c.postmaster); err != nil {
+			return configErr("-postmaster %q: %v", c.postmaster, err)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{{"max-size", c.maxSize}, {"max-recipients", int64(c.maxRcpt)}, {"max-line-length", int64(c.maxLine)},
+		{"max-conns", int64(c.maxConns)}, {"max-conns-per-ip", int64(c.maxConnsPerIP)}, {"max-auth-failures", int64(c.maxAuthFail)},
+		{"max-auth-failures-per-ip", int64(c.maxAuthFailIP)}, {"max-hops", int64(c.maxHops)}} {
+		if n.v <= 0 {
+			return configErr("-%s must be positive", n.name)
+		}
+	}
+	if c.maxLine < 1000 {
+		return configErr("-max-line-length must be at least 1000 (RFC 5321 §4.5.3.1.6)")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"read-timeout", c.readTimeout}, {"write-timeout", c.writeTimeout}, {"max-session-time", c.sessionTime}, {"auth-failure-window", c.authWindow}} {
+		if d.v <= 0 {
+			return configErr("-%s must be positive", d.name)
+		}
+	}
+	return nil
+}
+
+// resolvConfServer returns the first nameserver of a resolv.conf as
+// host:port, or "" when there is none.
+func resolvConfServer(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			return net.JoinHostPort(f[1], "53")
+		}
+	}
+	return ""
+}
+
+func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return configErr("-log-level %q: %w", c.logLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if err := os.MkdirAll(c.state, 0o700); err != nil {
+		return configErr("state directory: %w", err)
+	}
+	q, err := queue.Open(filepath.Join(c.state, "queue"))
+	if err != nil {
+		return configErr("%w", err)
+	}
+
+	source := c.dbJSON
+	var opts []oneffs.Option
+	if c.db != "" {
+		source = c.db
+		if c.sectorSize != 0 {
+			opts = append(opts, oneffs.WithSectorSize(c.sectorSize))
+		}
+	}
+	loader := userdb.NewLoader(source, filepath.Join(c.state, "users.json"), log, c.domain, c.extraDomains, opts...)
+	if err := loader.Load(); err != nil {
+		return configErr("%w", err)
+	}
+	postmaster := c.postmaster
+	if postmaster == "" {
+		for _, u := range loader.DB().Users() {
+			if u.CanLogin() {
+				postmaster = u.Address
+				break
+			}
+		}
+		if postmaster != "" {
+			log.Info("postmaster@ mail goes to the first user that can log in", "postmaster", postmaster)
+		} else {
+			log.Warn("no postmaster: set -postmaster or add a user named postmaster")
+		}
+	}
+
+	cert, err := loadCertificate(c, log)
+	if err != nil {
+		return err
+	}
+	tlsConfig := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+	}
+
+	srv, err := receive.New(receive.Config{
+		Hostname:         c.hostname,
+		Users:            loader.DB,
+		Queue:            q,
+		Deliver:          holdDeliverer(log),
+		Log:              log,
+		TLS:              tlsConfig,
+		CertDER:          func() []byte { return cert.Certificate[0] },
+		Postmaster:       postmaster,
+		MaxSize:          c.maxSize,
+		MaxRecipients:    c.maxRcpt,
+		MaxLineLength:    c.maxLine,
+		ReadTimeout:      c.readTimeout,
+		WriteTimeout:     c.writeTimeout,
+		MaxSessionTime:   c.sessionTime,
+		MaxConns:         c.maxConns,
+		MaxConnsPerIP:    c.maxConnsPerIP,
+		MaxAuthFailures:  c.maxAuthFail,
+		MaxAuthFailIP:    c.maxAuthFailIP,
+		AuthFailWindow:   c.authWindow,
+		AuthFailureDelay: c.authDelay,
+		MaxHops:          c.maxHops,
+	})
+	if err != nil {
+		return err
+	}
+
+	type listener struct {
+		l    net.Listener
+		mode receive.Mode
+	}
+	var ls []listener
+	for _, a := range []struct {
+		addr string
+		mode receive.Mode
+	}{{c.mxAddr, receive.MX}, {c.submissionAddr, receive.Submission}, {c.submissionsAddr, receive.Submissions}} {
+		if a.addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			for _, o := range ls {
+				o.l.Close()
+			}
+			return fmt.Errorf("%v: %w", a.mode, err)
+		}
+		ls = append(ls, listener{l, a.mode})
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: reloading the user database")
+				loader.Load()
+			}
+		}
+	}()
+	if c.dbInterval > 0 {
+		go loader.Watch(ctx, c.dbInterval)
+	}
+
+	log.Info("elit serving", "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver)
+	var wg sync.WaitGroup
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, l.l, l.mode); err != nil {
+				errc <- fmt.Errorf("%v: %w", l.mode, err)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	log.Info("elit stopped")
+	return nil
+}
+
+// holdDeliverer stands in for the send side: messages stay queued,
+// pending, until a deliverer takes them.
+func holdDeliverer(log *slog.Logger) func(*queue.Message) {
+	return func(m *queue.Message) {
+		log.Debug("queued for delivery", "id", m.ID)
+	}
+}
+
+// loadCertificate loads -tls-cert/-tls-key, or the self-signed certificate
+// of the state directory, making it the first time.
+func loadCertificate(c *serveConfig, log *slog.Logger) (tls.Certificate, error) {
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return cert, configErr("TLS certificate: %w", err)
+		}
+		return cert, nil
+	}
+	dir := filepath.Join(c.state, "tls")
+	certPath, keyPath := filepath.Join(dir, "selfsigned.pem"), filepath.Join(dir, "selfsigned.key")
+	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+		if leaf != nil && leaf.VerifyHostname(c.hostname) == nil && time.Now().Before(leaf.NotAfter) {
+			return cert, nil
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: c.hostname},
+		DNSNames:              []string{c.hostname},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(5, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, configErr("%w", err)
+	}
+	if err := renameio.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return tls.Certificate{}, configErr("%w", err)
+	}
+	if err := renameio.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return tls.Certificate{}, configErr("%w", err)
+	}
+	log.Warn("generated a self-signed TLS certificate; give -tls-cert and -tls-key for one clients can verify", "cert", certPath, "hostname", c.hostname)
+	return tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+}

@@ -1,0 +1,204 @@
+package receive
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Errors from scanning a message.
+var (
+	errBareNewline = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+		Message: "Message refused: bare CR or LF in the data (RFC 5321 §2.3.8); lines must end with CRLF"}
+	errHeaderTooLong = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: "Message refused: header section too large"}
+)
+
+// maxHeaderField bounds the header fields kept for checks (From); longer
+// ones are still passed through but not examined.
+const (
+	maxHeaderField   = 16 << 10
+	maxHeaderSection = 1 << 20
+)
+
+// scanner looks at a message as it streams into the queue: it refuses
+// bare CR and bare LF anywhere (the SMTP smuggling family of
+// CVE-2023-51764: such a line could end the message at a later hop), and
+// reads the header section (RFC 5322 §2.2) for the checks made at the end
+// of DATA.
+type scanner struct {
+	prev       byte // last byte seen
+	inHeader   bool
+	headerSize int
+	lineStart  bool
+	line       []byte // the current header line, up to maxHeaderField
+	lineLong   bool
+	field      []byte // the current field, unfolded, up to maxHeaderField
+	fieldLong  bool
+
+	received int      // Received fields
+	from     []string // From field values
+	err      error
+}
+
+func newScanner() *scanner { return &scanner{inHeader: true, lineStart: true} }
+
+func (s *scanner) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	for i, c := range p {
+		if s.prev == '\r' && c != '\n' || c == '\n' && s.prev != '\r' {
+			s.err = errBareNewline
+			return i, s.err
+		}
+		s.prev = c
+		if !s.inHeader {
+			continue
+		}
+		s.headerSize++
+		if s.headerSize > maxHeaderSection {
+			s.err = errHeaderTooLong
+			return i, s.err
+		}
+		if c != '\n' {
+			if len(s.line) < maxHeaderField {
+				s.line = append(s.line, c)
+			} else {
+				s.lineLong = true
+			}
+			continue
+		}
+		line := bytes.TrimSuffix(s.line, []byte("\r"))
+		long := s.lineLong
+		s.line, s.lineLong = s.line[:0], false
+		switch {
+		case len(line) == 0 && !long:
+			s.endField()
+			s.inHeader = false
+		case line[0] == ' ' || line[0] == '\t':
+			if len(s.field)+len(line) < maxHeaderField && !long {
+				s.field = append(s.field, line...)
+			} else {
+				s.fieldLong = true
+			}
+		default:
+			s.endField()
+			s.field = append(s.field[:0], line...)
+			s.fieldLong = long
+		}
+	}
+	return len(p), nil
+}
+
+func (s *scanner) endField() {
+	if len(s.field) == 0 {
+		return
+	}
+	name, value, ok := bytes.Cut(s.field, []byte(":"))
+	if ok {
+		switch strings.ToLower(string(bytes.TrimRight(name, " \t"))) {
+		case "received":
+			s.received++
+		case "from":
+			if s.fieldLong {
+				s.from = append(s.from, "") // unparseable: refused by the From check
+			} else {
+				s.from = append(s.from, string(value))
+			}
+		}
+	}
+	s.field, s.fieldLong = s.field[:0], false
+}
+
+// close ends the scan at the end of the data.
+func (s *scanner) close() error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.prev != '\n' && s.prev != 0 {
+		// go-smtp's reader keeps the CRLF before the final dot, so the
+		// data ends with a line ending unless a CR was the last byte.
+		if s.prev == '\r' {
+			return errBareNewline
+		}
+	}
+	if s.inHeader {
+		s.endField() // a message of headers only
+	}
+	return nil
+}
+
+// receivedHeader is the trace field of RFC 5321 §4.4, with the protocol
+// keywords of RFC 3848 and RFC 6531 §3.7.3.
+func receivedHeader(helo string, ip netip.Addr, hostname, id string, tlsState *tls.ConnectionState, user string, utf8 bool, rcpt string, now time.Time) string {
+	proto := "ESMTP"
+	if utf8 {
+		proto = "UTF8SMTP"
+	}
+	if tlsState != nil {
+		proto += "S"
+	}
+	if user != "" {
+		proto += "A"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Elit) with %s id %s", sanitizeHelo(helo), addrLiteral(ip), hostname, proto, id)
+	if tlsState != nil {
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tlsVersion(tlsState.Version), tls.CipherSuiteName(tlsState.CipherSuite))
+	}
+	if user != "" {
+		fmt.Fprintf(&b, "\r\n\t(authenticated user %s)", sanitizeHelo(user))
+	}
+	if rcpt != "" {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", rcpt)
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
+	return b.String()
+}
+
+func addrLiteral(ip netip.Addr) string {
+	if ip.Is6() {
+		return "IPv6:" + ip.String()
+	}
+	return ip.String()
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS11:
+		return "TLS1.1"
+	case tls.VersionTLS10:
+		return "TLS1.0"
+	}
+	return fmt.Sprintf("TLS-0x%04x", v)
+}
+
+// sanitizeHelo keeps a client-supplied name from breaking the header: only
+// printable ASCII without parentheses or backslashes, at most 255 bytes.
+func sanitizeHelo(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if b.Len() >= 255 {
+			break
+		}
+		if r > ' ' && r < 0x7f && r != '(' && r != ')' && r != '\\' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('?')
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}

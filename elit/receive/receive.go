@@ -1,0 +1,198 @@
+// Package receive is the SMTP side of Elit: the MX (port 25, mail for our
+// addresses from anywhere, RFC 5321) and submission (ports 587 with
+// STARTTLS and 465 with implicit TLS, our users sending, RFC 6409 and
+// RFC 8314), in one server over emersion/go-smtp. A message is answered
+// 250 only once it is durably in the queue, its local recipients expanded.
+package receive
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"elit.local/elit/queue"
+	"elit.local/elit/userdb"
+)
+
+// Mode is what a listener serves.
+type Mode int
+
+const (
+	MX          Mode = iota // port 25: mail for local addresses, no AUTH
+	Submission              // port 587: AUTH required, after STARTTLS
+	Submissions             // port 465: TLS from the first byte (RFC 8314 §3.3)
+)
+
+func (m Mode) String() string {
+	return [...]string{"mx", "submission", "submissions"}[m]
+}
+
+// Config configures a Server. Zero limits take the defaults below.
+type Config struct {
+	Hostname string            // in the greeting, EHLO and Received
+	Users    func() *userdb.DB // the database in use (it may change between calls)
+	Queue    *queue.Store
+	// Deliver is told about each message queued; it must not block.
+	Deliver func(*queue.Message)
+	Log     *slog.Logger
+	// TLS is the server's TLS configuration; nil disables STARTTLS and
+	// Submissions. CertDER returns the leaf certificate in use, for the
+	// tls-server-end-point channel binding.
+	TLS     *tls.Config
+	CertDER func() []byte
+	// Postmaster receives mail for postmaster@ a local domain when the
+	// database has no such name (RFC 5321 §4.5.1).
+	Postmaster string
+
+	MaxSize          int64         // message size in bytes (10 MB, as Postfix)
+	MaxRecipients    int           // RCPT commands per message (100)
+	MaxLineLength    int           // bytes per line, commands and data (4096)
+	ReadTimeout      time.Duration // per command or data read (5 min, as Postfix)
+	WriteTimeout     time.Duration // per reply (5 min)
+	MaxSessionTime   time.Duration // whole connection (1 h)
+	MaxConns         int           // concurrent connections (500)
+	MaxConnsPerIP    int           // concurrent connections from one address (50, as Postfix)
+	MaxJunkCommands  int           // RSET/EHLO without a message in between (100, as Postfix)
+	MaxAuthFailures  int           // per connection, then 421 (3)
+	MaxAuthFailIP    int           // per client address in AuthFailWindow, then 454 (10)
+	AuthFailWindow   time.Duration // (15 min)
+	AuthFailureDelay time.Duration // before answering a failure, times the failures so far (1 s)
+	MaxHops          int           // Received fields before a message is a loop (50)
+
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.MaxSize == 0 {
+		c.MaxSize = 10_240_000
+	}
+	def(&c.MaxRecipients, 100)
+	def(&c.MaxLineLength, 4096)
+	def(&c.MaxConns, 500)
+	def(&c.MaxConnsPerIP, 50)
+	def(&c.MaxJunkCommands, 100)
+	def(&c.MaxAuthFailures, 3)
+	def(&c.MaxAuthFailIP, 10)
+	def(&c.MaxHops, 50)
+	defDur(&c.ReadTimeout, 5*time.Minute)
+	defDur(&c.WriteTimeout, 5*time.Minute)
+	defDur(&c.MaxSessionTime, time.Hour)
+	defDur(&c.AuthFailWindow, 15*time.Minute)
+	if c.AuthFailureDelay == 0 {
+		c.AuthFailureDelay = time.Second
+	} else if c.AuthFailureDelay < 0 {
+		c.AuthFailureDelay = 0
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Deliver == nil {
+		c.Deliver = func(*queue.Message) {}
+	}
+	if c.CertDER == nil {
+		c.CertDER = func() []byte { return nil }
+	}
+}
+
+// Server accepts mail on any number of listeners.
+type Server struct {
+	cfg      Config
+	conns    *connLimiter
+	failures *failureCounter
+}
+
+// New returns a server.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.Hostname == "" || cfg.Users == nil || cfg.Queue == nil {
+		return nil, errors.New("receive: Hostname, Users and Queue are required")
+	}
+	return &Server{
+		cfg:      cfg,
+		conns:    newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
+		failures: newFailureCounter(cfg.AuthFailWindow, cfg.Now),
+	}, nil
+}
+
+// Serve answers connections on l in mode until ctx is done. Connections
+// still open then get a few seconds to finish; a message not yet answered
+// 250 is simply not accepted, so nothing acknowledged is lost.
+func (s *Server) Serve(ctx context.Context, l net.Listener, mode Mode) error {
+	if mode != MX && s.cfg.TLS == nil {
+		return fmt.Errorf("receive: %v needs TLS", mode)
+	}
+	srv := smtp.NewServer(&backend{s: s, mode: mode})
+	srv.Domain = s.cfg.Hostname
+	srv.MaxMessageBytes = s.cfg.MaxSize
+	srv.MaxRecipients = s.cfg.MaxRecipients
+	srv.MaxLineLength = s.cfg.MaxLineLength
+	srv.ReadTimeout = s.cfg.ReadTimeout
+	srv.WriteTimeout = s.cfg.WriteTimeout
+	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = true
+	srv.TLSConfig = s.cfg.TLS
+	srv.ErrorLog = slogLogger{s.cfg.Log.With("listener", mode.String())}
+	l = &limitListener{Listener: l, s: s, plain: mode != Submissions}
+	if mode == Submissions {
+		l = tls.NewListener(l, s.cfg.TLS)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			srv.Close()
+		}
+	}()
+	s.cfg.Log.Info("listening", "mode", mode.String(), "addr", l.Addr().String())
+	err := srv.Serve(l)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+type backend struct {
+	s    *Server
+	mode Mode
+}
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return newSession(b.s, b.mode, c), nil
+}
+
+// slogLogger adapts go-smtp's error log to slog.
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) {
+	l.l.Warn(fmt.Sprintf(format, v...))
+}
+
+func (l slogLogger) Println(v ...any) {
+	l.l.Warn(fmt.Sprint(v...))
+}
