@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# make run: the demo. Until the mail server lands it shows the user database
-# path: the demo users.json stored in a OneFFS image (classic, as the original
-# oneffs makes it, and fail-safe), read back and verified.
+# make run: the demo. The demo users.json is stored in OneFFS images (classic,
+# as the original oneffs makes it, and fail-safe), read back and verified, and
+# elit serve runs on the fail-safe image on loopback ports until Ctrl-C. (The
+# QEMU appliance takes over once the image tooling exists.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${RUN_DIR:-$(mktemp -d)}
 mkdir -p bin
 go build -o bin/oneffs ./oneffs/cmd/oneffs
+go build -o bin/elit ./elit/cmd/elit
 db=appliance/demo/users.json
 rm -f "$out/db.img" "$out/db-failsafe.img"
 set -x
@@ -17,3 +19,12 @@ bin/oneffs verify "$out/db-failsafe.img"
 bin/oneffs get "$out/db-failsafe.img" | cmp - "$db"
 { set +x; } 2>/dev/null
 echo "run: the demo database is in $out/db.img and $out/db-failsafe.img"
+cat <<END
+run: starting elit serve (Ctrl-C stops it). Endpoints on 127.0.0.1:
+  MX          2525   swaks --server 127.0.0.1:2525 --to team@example.org
+  submission  5870   swaks --server 127.0.0.1:5870 -tls --auth-user din --auth-password demo --from din@example.org --to you@example.net --header 'From: din@example.org'
+  submissions 4650   (implicit TLS)
+  the queue:         bin/elit queue -state $out/state list
+END
+exec bin/elit serve -domain example.org -hostname mail.example.org -db "$out/db-failsafe.img" -state "$out/state" \
+	-mx-addr 127.0.0.1:2525 -submission-addr 127.0.0.1:5870 -submissions-addr 127.0.0.1:4650

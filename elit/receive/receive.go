@@ -186,13 +186,14 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return newSession(b.s, b.mode, c), nil
 }
 
-// slogLogger adapts go-smtp's error log to slog.
+// slogLogger adapts go-smtp's error log (failed handshakes, broken
+// connections: the client's problems, not ours) to slog at level info.
 type slogLogger struct{ l *slog.Logger }
 
 func (l slogLogger) Printf(format string, v ...any) {
-	l.l.Warn(fmt.Sprintf(format, v...))
+	l.l.Info(fmt.Sprintf(format, v...))
 }
 
 func (l slogLogger) Println(v ...any) {
-	l.l.Warn(fmt.Sprint(v...))
+	l.l.Info(fmt.Sprint(v...))
 }

@@ -1,0 +1,320 @@
+package receive
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"elit.local/elit/queue"
+	"elit.local/elit/userdb"
+)
+
+func TestScanner(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		data     string
+		err      error
+		received int
+		from     []string
+	}{
+		{"simple", "From: a@b.c\r\nReceived: x\r\nreceived : y\r\n\r\nbody\r\n", nil, 2, []string{" a@b.c"}},
+		{"folded from", "From: A\r\n <a@b.c>\r\nTo: x\r\n\r\n", nil, 0, []string{" A <a@b.c>"}},
+		{"two froms", "From: a\r\nFrom: b\r\n\r\n", nil, 0, []string{" a", " b"}},
+		{"headers only", "From: a\r\n", nil, 0, []string{" a"}},
+		{"received in body", "Subject: x\r\n\r\nReceived: no\r\n", nil, 0, nil},
+		{"empty", "", nil, 0, nil},
+		{"bare lf in body", "Subject: x\r\n\r\na\nb\r\n", errBareNewline, 0, nil},
+		{"bare lf in header", "Subject: x\n\r\n", errBareNewline, 0, nil},
+		{"bare cr", "Subject: x\r\n\r\na\rb\r\n", errBareNewline, 0, nil},
+		{"cr at end", "Subject: x\r\n\r\na\r", errBareNewline, 0, nil},
+		{"huge header", "X: " + strings.Repeat("a", maxHeaderSection) + "\r\n\r\n", errHeaderTooLong, 0, nil},
+		{"long from", "From: " + strings.Repeat("a", maxHeaderField) + "\r\n\r\n", nil, 0, []string{""}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// Byte by byte and at once give the same result.
+			for _, step := range []int{1, len(c.data) + 1} {
+				s := newScanner()
+				var err error
+				for i := 0; i < len(c.data) && err == nil; i += step {
+					_, err = s.Write([]byte(c.data[i:min(i+step, len(c.data))]))
+				}
+				if err == nil {
+					err = s.close()
+				}
+				if err != c.err {
+					t.Fatalf("step %d: err %v, want %v", step, err, c.err)
+				}
+				if err != nil {
+					continue
+				}
+				if s.received != c.received || strings.Join(s.from, "|") != strings.Join(c.from, "|") {
+					t.Errorf("step %d: received %d from %q", step, s.received, s.from)
+				}
+			}
+		})
+	}
+}
+
+func TestReceivedHeader(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	cs := &tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256}
+	got := receivedHeader("client (evil)\r\nX: y", netip.MustParseAddr("2001:db8::1"), "mx.example.org", "ID1", cs, "din", false, "a@example.org", now) +
+		receivedHeader("c.example", netip.MustParseAddr("192.0.2.1"), "mx.example.org", "ID2", nil, "", true, "", now)
+	golden := filepath.Join("testdata", "received.golden")
+	if os.Getenv("UPDATE_GOLDEN") != "" {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestFailureCounter(t *testing.T) {
+	now := time.Unix(1000, 0)
+	f := newFailureCounter(time.Minute, func() time.Time { return now })
+	ip := netip.MustParseAddr("192.0.2.1")
+	f.add(ip)
+	now = now.Add(30 * time.Second)
+	if n := f.add(ip); n != 2 {
+		t.Errorf("count %d", n)
+	}
+	now = now.Add(45 * time.Second)
+	if n := f.count(ip); n != 1 {
+		t.Errorf("after the window: %d", n)
+	}
+	now = now.Add(time.Hour)
+	if n := f.count(ip); n != 0 || len(f.byIP) != 0 {
+		t.Errorf("not forgotten: %d %v", n, f.byIP)
+	}
+}
+
+// testServer runs a Server on loopback in-process (so the race detector
+// sees it) with the users din and team.
+func testServer(t testing.TB, mode Mode, mod func(*Config)) (addr string, q *queue.Store) {
+	t.Helper()
+	secrets, err := userdb.Hash("demo", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := userdb.Parse([]byte(`[{"name":"din","password":"`+secrets.Password+`","mailboxes":["r@example.com"]},
+		{"name":"team","mailboxes":["r@example.com","h@example.net"]}]`), "example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err = queue.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Hostname: "mx.example.org", Users: func() *userdb.DB { return db }, Queue: q,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), AuthFailureDelay: -1}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve(ctx, l, mode)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l.Addr().String(), q
+}
+
+type client struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (c *client) reply() string {
+	var b strings.Builder
+	for {
+		line, err := c.r.ReadString('\n')
+		b.WriteString(line)
+		if err != nil || len(line) < 4 || line[3] != '-' {
+			return b.String()
+		}
+	}
+}
+
+func (c *client) cmd(s, want string) string {
+	c.t.Helper()
+	if s != "" {
+		io.WriteString(c.c, s+"\r\n")
+	}
+	r := c.reply()
+	if !strings.HasPrefix(r, want) {
+		c.t.Fatalf("%q: got %q, want %s", s, r, want)
+	}
+	return r
+}
+
+func TestConnectionLimits(t *testing.T) {
+	addr, _ := testServer(t, MX, func(c *Config) { c.MaxConnsPerIP = 2 })
+	a, b := dial(t, addr), dial(t, addr)
+	a.cmd("", "220")
+	b.cmd("", "220")
+	dial(t, addr).cmd("", "421 4.7.0")
+	b.cmd("QUIT", "221")
+	b.c.Close()
+	// The slot comes back once the server has seen the close.
+	for i := 0; ; i++ {
+		c := dial(t, addr)
+		if r := c.reply(); strings.HasPrefix(r, "220") {
+			break
+		} else if i == 100 {
+			t.Fatalf("slot not released: %q", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestJunkCommandsAndSessionTime(t *testing.T) {
+	addr, _ := testServer(t, MX, func(c *Config) { c.MaxJunkCommands = 5; c.MaxSessionTime = 300 * time.Millisecond })
+	c := dial(t, addr)
+	c.cmd("", "220")
+	c.cmd("EHLO client.example", "250")
+	for range 4 {
+		c.cmd("RSET", "250")
+	}
+	io.WriteString(c.c, "RSET\r\nRSET\r\nRSET\r\n")
+	if _, err := io.ReadAll(c.r); err != nil {
+		t.Fatal(err) // ends with EOF: closed
+	}
+	c = dial(t, addr)
+	c.cmd("", "220")
+	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c.r); err != nil {
+		t.Errorf("the session time limit did not close the connection: %v", err)
+	}
+}
+
+func TestMaxHops(t *testing.T) {
+	addr, q := testServer(t, MX, func(c *Config) { c.MaxHops = 3 })
+	c := dial(t, addr)
+	c.cmd("", "220")
+	c.cmd("EHLO client.example", "250")
+	send := func(hops int, want string) {
+		c.cmd("MAIL FROM:<x@example.net>", "250")
+		c.cmd("RCPT TO:<din@example.org>", "250")
+		c.cmd("DATA", "354")
+		c.cmd(strings.Repeat("Received: from a by b; Mon, 1 Jan 2026 00:00:00 +0000\r\n", hops)+"Subject: x\r\n\r\nhi\r\n.", want)
+	}
+	send(3, "554 5.4.6")
+	send(2, "250 2.0.0 Queued as ")
+	msgs, _ := q.List()
+	if len(msgs) != 1 {
+		t.Errorf("%d queued", len(msgs))
+	}
+}
+
+// TestConcurrentSessions runs sessions in parallel under the race
+// detector: MX, relay refusals and a list expansion.
+func TestConcurrentSessions(t *testing.T) {
+	addr, q := testServer(t, MX, nil)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			io.WriteString(c, "EHLO c.example\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<team@example.org>\r\nRCPT TO:<x@other.example>\r\nDATA\r\n")
+			r := bufio.NewReader(c)
+			var got []string
+			for len(got) < 5 {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(line) > 3 && line[3] == ' ' {
+					got = append(got, line[:3])
+				}
+			}
+			io.WriteString(c, "Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+			line, _ := r.ReadString('\n')
+			end, _ := r.ReadString('\n')
+			if strings.Join(got, " ") != "220 250 250 250 554" || !strings.HasPrefix(line, "354") || !strings.HasPrefix(end, "250 2.0.0 Queued") {
+				t.Errorf("replies %v then %q, %q", got, line, end)
+			}
+		}()
+	}
+	wg.Wait()
+	msgs, _ := q.List()
+	if len(msgs) != 8 {
+		t.Fatalf("%d queued", len(msgs))
+	}
+	for _, m := range msgs {
+		if len(m.Recipients) != 2 {
+			t.Errorf("recipients %+v", m.Recipients)
+		}
+	}
+}
+
+// FuzzSession feeds arbitrary client input to a session: the server must
+// answer or close, never panic or hang.
+func FuzzSession(f *testing.F) {
+	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"))
+	f.Add([]byte("HELO a\r\nMAIL FROM:<> BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<team@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+40b\r\nBDAT 5 LAST\r\nhello"))
+	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@example.net> RET=HDRS ENVID=a+2Bb SIZE=10\r\nRCPT TO:<\"a b\"@example.org>\r\nRSET\r\nVRFY x\r\nNOOP\r\nAUTH PLAIN AGRpbgBkZW1v\r\n"))
+	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\na\n.\nMAIL FROM:<y@example.net>\r\n.\r\n"))
+	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@[127.0.0.1]>\r\nRCPT TO:<din@EXAMPLE.org>\r\nBDAT 3\r\nabcBDAT 0 LAST\r\n"))
+	addr, _ := testServer(f, MX, func(c *Config) { c.ReadTimeout = 500 * time.Millisecond; c.MaxSize = 1 << 16; c.MaxConnsPerIP = 1000 })
+	f.Fuzz(func(t *testing.T, input []byte) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			c.Write(input)
+			c.Write([]byte("\r\n.\r\nQUIT\r\n"))
+		}()
+		if _, err := io.ReadAll(c); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the server neither answered nor closed: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Messages accepted per second over loopback: Elit, Postfix and chasquid
+# side by side, Postfix's smtp-source as the load generator (1, 10, 50
+# concurrent connections; 4 KiB and 100 KiB messages). Every server fsyncs
+# what it acknowledges. Prints a Markdown table.
+#
+# Everything runs inside a new network namespace that has only loopback, so
+# no server can reach another address (not even a DNS resolver).
+# Called by scripts/bench.sh (make bench); needs root for the namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" != "--inside" ]; then
+	scripts/deps.sh smtp-source:postfix chasquid:chasquid openssl:openssl unshare:util-linux ip:iproute2
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "bench-smtp: needs root (a private network namespace, and Postfix runs as root)" >&2
+		exit 1
+	fi
+	go build -o bin/elit ./elit/cmd/elit
+	exec unshare -n "$0" --inside
+fi
+
+ip link set lo up
+W=$(mktemp -d /var/tmp/elit-bench.XXXXXX)
+chmod 755 "$W" # Postfix's daemons run as the postfix user
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	postfix -c "$W/postfix" stop >/dev/null 2>&1 || true
+	wait 2>/dev/null || true
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+runs=${BENCH_RUNS:-5}
+# chasquid refuses mail (451) with more than 200 messages in its queue, so
+# each run sends 200 and the queue is let drain before the next.
+msgs=200
+cases=("1 4096" "10 4096" "50 4096" "1 102400" "10 102400" "50 102400")
+
+wait_port() {
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "bench-smtp: nothing listens on $1" >&2
+	return 1
+}
+
+drain() {
+	for _ in $(seq 300); do
+		[ -z "$(ls -A "$W/chasquid-data/queue" 2>/dev/null)" ] && return 0
+		sleep 0.1
+	done
+}
+
+# rate PORT SESSIONS SIZE: messages per second, median of runs ("failed"
+# when the server refused some).
+rate() {
+	local port=$1 sessions=$2 size=$3 r=()
+	for _ in $(seq "$runs"); do
+		local t0 t1
+		drain
+		t0=$(date +%s.%N)
+		if ! smtp-source -d -s "$sessions" -m "$msgs" -l "$size" -f bench@example.net -t din@example.org \
+			-M client.example.net "127.0.0.1:$port" >/dev/null 2>"$W/source.err"; then
+			echo "failed: $(head -1 "$W/source.err")"
+			return
+		fi
+		t1=$(date +%s.%N)
+		r+=("$(echo "$msgs / ($t1 - $t0)" | bc -l)")
+	done
+	printf '%s\n' "${r[@]}" | sort -n | awk '{v[NR] = $1} END {printf "%.0f", v[int((NR + 1) / 2)]}'
+}
+
+# Elit: the demo-style database, the queue in $W.
+mkdir -p "$W/elit"
+echo '[{"name":"din","mailboxes":["romain@example.com"]}]' >"$W/elit/users.json"
+bin/elit serve -domain example.org -hostname bench.example.org -db-json "$W/elit/users.json" \
+	-state "$W/elit/state" -mx-addr 127.0.0.1:2501 -submission-addr "" -submissions-addr "" \
+	-max-conns-per-ip 200 -log-level warn 2>"$W/elit.log" &
+pids+=($!)
+
+# Postfix: a private instance whose smtpd puts every message on hold, so
+# the figure is reception alone, as for Elit.
+mkdir -p "$W/postfix" "$W/postfix-queue" "$W/postfix-data"
+chown postfix "$W/postfix-data"
+cat >"$W/postfix/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $W/postfix-queue
+data_directory = $W/postfix-data
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = bench.example.org
+mydestination = example.org
+mynetworks = 127.0.0.0/8
+local_recipient_maps =
+alias_maps =
+smtpd_client_restrictions = check_client_access static:HOLD
+smtpd_client_connection_count_limit = 0
+default_process_limit = 100
+maillog_file = $W/postfix.log
+EOF
+sed -e 's/^smtp \{1,\}inet .*/127.0.0.1:2502 inet n - n - - smtpd/' /etc/postfix/master.cf | grep -v '^postlog ' >"$W/postfix/master.cf"
+echo 'postlog unix-dgram n - n - 1 postlogd' >>"$W/postfix/master.cf"
+postfix -c "$W/postfix" start >/dev/null
+
+# chasquid: a local user whose mail a no-op delivery agent takes, since
+# chasquid has no hold queue.
+C=$W/chasquid
+mkdir -p "$C/certs/bench.example.org" "$C/domains/example.org" "$W/chasquid-data"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.example.org \
+	-keyout "$C/certs/bench.example.org/privkey.pem" -out "$C/certs/bench.example.org/fullchain.pem" 2>/dev/null
+cat >"$C/chasquid.conf" <<EOF
+hostname: "bench.example.org"
+smtp_address: "127.0.0.1:2503"
+submission_address: "127.0.0.1:2504"
+submission_over_tls_address: "127.0.0.1:2505"
+monitoring_address: ""
+mail_delivery_agent_bin: "/bin/true"
+data_dir: "$W/chasquid-data"
+mail_log_path: "$W/chasquid-mail.log"
+EOF
+chasquid-util -C="$C" user-add din@example.org --password=benchpw >/dev/null
+chasquid -config_dir "$C" -logfile "$W/chasquid.log" &
+pids+=($!)
+
+wait_port 2501
+wait_port 2502
+wait_port 2503
+
+echo "| connections | message | Elit msg/s | Postfix msg/s | chasquid msg/s |"
+echo "|---:|---:|---:|---:|---:|"
+for c in "${cases[@]}"; do
+	read -r sessions size <<<"$c"
+	printf '| %s | %s KiB | %s | %s | %s |\n' "$sessions" "$((size / 1024))" \
+		"$(rate 2501 "$sessions" "$size")" "$(rate 2502 "$sessions" "$size")" "$(rate 2503 "$sessions" "$size")"
+done
+queued=$(find "$W/elit/state/queue" -name '*.json' | wc -l)
+held=$(find "$W/postfix-queue/hold" -type f | wc -l)
+echo
+echo "Check: Elit queued $queued messages, Postfix held $held."
