@@ -19,6 +19,11 @@ missing=($(printf '%s\n' "${missing[@]}" | sort -u))
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 	echo "deps: installing ${missing[*]}" >&2
 	export DEBIAN_FRONTEND=noninteractive
+	# Postfix would otherwise configure itself as a mail server; we only use
+	# its tools (smtp-sink, smtp-source) and private instances.
+	if [[ " ${missing[*]} " == *" postfix "* ]]; then
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	fi
 	if ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
 		apt-get update -qq >/dev/null
 		apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null

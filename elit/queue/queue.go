@@ -55,6 +55,9 @@ type Recipient struct {
 	Attempts    int       `json:"attempts,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	// Bounced is set once the sender has been told of a failure (or
+	// nobody is to be told: null sender, NOTIFY=NEVER).
+	Bounced bool `json:"bounced,omitempty"`
 }
 
 // Message is the envelope and delivery state of a queued message.
@@ -77,10 +80,11 @@ type Message struct {
 	SMTPUTF8 bool   `json:"smtputf8,omitempty"`
 }
 
-// Done reports whether no recipient is left to deliver.
+// Done reports whether nothing is left to do: every recipient delivered,
+// or failed with the sender told.
 func (m *Message) Done() bool {
 	for _, r := range m.Recipients {
-		if r.Status == Pending || r.Status == Held {
+		if r.Status == Pending || r.Status == Held || r.Status == Failed && !r.Bounced {
 			return false
 		}
 	}

@@ -66,8 +66,13 @@ func TestPutGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, _ := s.Get(m.ID)
-	if !again.Done() || again.Recipients[1].LastError == "" {
-		t.Errorf("after Update: %+v", again)
+	if again.Done() || again.Recipients[1].LastError == "" {
+		t.Errorf("after Update (failed, not bounced yet): %+v", again)
+	}
+	again.Recipients[1].Bounced = true
+	s.Update(again)
+	if again, _ = s.Get(m.ID); !again.Done() {
+		t.Errorf("after the bounce: %+v", again)
 	}
 	if err := s.Remove(m.ID); err != nil {
 		t.Fatal(err)

@@ -151,7 +151,7 @@ func startServer(t *testing.T, args ...string) *server {
 	s.args = append([]string{"serve", "-domain", "example.org", "-hostname", "mx.example.org",
 		"-db-json", s.dbPath, "-state", s.state, "-tls-cert", s.cert, "-tls-key", key,
 		"-mx-addr", "127.0.0.1:0", "-submission-addr", "127.0.0.1:0", "-submissions-addr", "127.0.0.1:0",
-		"-auth-failure-delay", "1ms", "-db-check-interval", "0"}, args...)
+		"-auth-failure-delay", "1ms", "-db-check-interval", "0", "-deliver=false"}, args...)
 	s.start()
 	t.Cleanup(s.stop)
 	return s

@@ -641,7 +641,7 @@ func TestServeSelfSigned(t *testing.T) {
 	db := filepath.Join(dir, "users.json")
 	os.WriteFile(db, testDB(t), 0o600)
 	s := &server{t: t, state: filepath.Join(dir, "state"), args: []string{"serve", "-domain", "example.org", "-hostname", "mx.example.org",
-		"-db-json", db, "-state", filepath.Join(dir, "state"), "-mx-addr", "127.0.0.1:0", "-submission-addr", "127.0.0.1:0", "-submissions-addr", "127.0.0.1:0"}}
+		"-db-json", db, "-state", filepath.Join(dir, "state"), "-mx-addr", "127.0.0.1:0", "-submission-addr", "127.0.0.1:0", "-submissions-addr", "127.0.0.1:0", "-deliver=false"}}
 	s.start()
 	t.Cleanup(s.stop)
 	if !strings.Contains(s.logText(), "generated a self-signed TLS certificate") {

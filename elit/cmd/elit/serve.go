@@ -27,6 +27,8 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"elit.local/elit/deliver"
+	"elit.local/elit/dns"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
 	esmtp "elit.local/elit/smtp"
@@ -39,7 +41,10 @@ type serveConfig struct {
 	domain, hostname, db, dbJSON, state       string
 	mxAddr, submissionAddr, submissionsAddr   string
 	tlsCert, tlsKey, resolver, postmaster     string
-	logLevel                                  string
+	logLevel, smarthost, deliveryPort         string
+	deliver                                   bool
+	retryFirst, retryMax, lifetime            time.Duration
+	maxDeliveries                             int
 	extraDomains                              []string
 	dbInterval                                time.Duration
 	sectorSize                                int
@@ -90,6 +95,13 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.DurationVar(&c.authWindow, "auth-failure-window", 15*time.Minute, "window for -max-auth-failures-per-ip")
 	fs.DurationVar(&c.authDelay, "auth-failure-delay", time.Second, "delay before answering a failed authentication, times the failures so far on the connection (negative: none)")
 	fs.IntVar(&c.maxHops, "max-hops", 50, "Received header fields after which a message is refused as a loop")
+	fs.BoolVar(&c.deliver, "deliver", true, "deliver queued mail (false: only queue it)")
+	fs.StringVar(&c.smarthost, "smarthost", "", "relay all outgoing mail through this `host:port` (no MX lookups)")
+	fs.StringVar(&c.deliveryPort, "delivery-port", "25", "destination `port` of direct delivery (tests use another)")
+	fs.DurationVar(&c.retryFirst, "retry-first", 5*time.Minute, "delay before the first retry of a temporary failure; it doubles each time")
+	fs.DurationVar(&c.retryMax, "retry-max", 8*time.Hour, "longest delay between two attempts")
+	fs.DurationVar(&c.lifetime, "queue-lifetime", 5*24*time.Hour, "how long to retry before bouncing")
+	fs.IntVar(&c.maxDeliveries, "max-deliveries", 20, "messages in delivery at once")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: elit serve -domain DOMAIN (-db IMG | -db-json FILE) [flags]")
@@ -218,6 +230,17 @@ func (c *serveConfig) check() error {
 	} else if _, _, err := net.SplitHostPort(c.resolver); err != nil {
 		return configErr("-resolver %q: want host:port", c.resolver)
 	}
+	if c.smarthost != "" {
+		if _, _, err := net.SplitHostPort(c.smarthost); err != nil {
+			return configErr("-smarthost %q: want host:port", c.smarthost)
+		}
+	}
+	if c.deliver && c.smarthost == "" && c.resolver == "" {
+		return configErr("no DNS server to deliver with: give -resolver or -smarthost")
+	}
+	if c.retryFirst <= 0 || c.retryMax < c.retryFirst || c.lifetime <= 0 || c.maxDeliveries <= 0 {
+		return configErr("-retry-first, -retry-max, -queue-lifetime and -max-deliveries must be positive, -retry-max at least -retry-first")
+	}
 	if c.postmaster != "" {
 		if _, err := esmtp.ParseAddress(c.postmaster); err != nil {
 			return configErr("-postmaster %q: %v", c.postmaster, err)
@@ -317,11 +340,33 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		MinVersion:   tls.VersionTLS12,
 	}
 
+	notify := holdDeliverer(log)
+	var deliverer *deliver.Deliverer
+	if c.deliver {
+		deliverer, err = deliver.New(deliver.Config{
+			Queue:       q,
+			Resolver:    &dns.Client{Server: c.resolver},
+			Users:       loader.DB,
+			Hostname:    c.hostname,
+			Log:         log.With("job", "deliver"),
+			Smarthost:   c.smarthost,
+			Port:        c.deliveryPort,
+			FirstRetry:  c.retryFirst,
+			MaxRetry:    c.retryMax,
+			Lifetime:    c.lifetime,
+			MaxParallel: c.maxDeliveries,
+		})
+		if err != nil {
+			return configErr("%w", err)
+		}
+		notify = deliverer.Notify
+	}
+
 	srv, err := receive.New(receive.Config{
 		Hostname:         c.hostname,
 		Users:            loader.DB,
 		Queue:            q,
-		Deliver:          holdDeliverer(log),
+		Deliver:          notify,
 		Log:              log,
 		TLS:              tlsConfig,
 		CertDER:          func() []byte { return cert.Certificate[0] },
@@ -386,8 +431,15 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		go loader.Watch(ctx, c.dbInterval)
 	}
 
-	log.Info("elit serving", "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver)
+	log.Info("elit serving", "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver, "smarthost", c.smarthost, "deliver", c.deliver)
 	var wg sync.WaitGroup
+	if deliverer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deliverer.Run(ctx)
+		}()
+	}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		wg.Add(1)
@@ -408,11 +460,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	return nil
 }
 
-// holdDeliverer stands in for the send side: messages stay queued,
-// pending, until a deliverer takes them.
+// holdDeliverer is the Deliver of -deliver=false: messages stay queued,
+// pending.
 func holdDeliverer(log *slog.Logger) func(*queue.Message) {
 	return func(m *queue.Message) {
-		log.Debug("queued for delivery", "id", m.ID)
+		log.Debug("queued, delivery off", "id", m.ID)
 	}
 }
 

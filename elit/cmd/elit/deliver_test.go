@@ -1,0 +1,234 @@
+package main
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// dnsServer serves a test zone on loopback: each domain has the MX
+// "mx.DOMAIN", whose A record is the given loopback address, so that
+// "remote" domains are sinks on this machine.
+func dnsServer(t *testing.T, zone map[string]string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
+		hdr := mdns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: mdns.ClassINET, Ttl: 60}
+		if _, ok := zone[name]; ok {
+			if q.Qtype == mdns.TypeMX {
+				m.Answer = append(m.Answer, &mdns.MX{Hdr: hdr, Preference: 10, Mx: "mx." + name + "."})
+			}
+		} else if ip, ok := zone[strings.TrimPrefix(name, "mx.")]; ok && strings.HasPrefix(name, "mx.") {
+			if q.Qtype == mdns.TypeA {
+				m.Answer = append(m.Answer, &mdns.A{Hdr: hdr, A: net.ParseIP(ip)})
+			}
+		} else {
+			m.Rcode = mdns.RcodeNameError
+		}
+		w.WriteMsg(m)
+	})
+	srv := &mdns.Server{PacketConn: pc, Handler: h}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// sink is Postfix's smtp-sink as a destination MX.
+type sink struct {
+	cmd  *exec.Cmd
+	dump string
+	addr string
+}
+
+func startSink(t *testing.T, addr string, args ...string) *sink {
+	t.Helper()
+	needTools(t, "smtp-sink")
+	dir, err := os.MkdirTemp("", "elit-sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777) // smtp-sink writes as nobody
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if addr == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = l.Addr().String()
+		l.Close()
+	}
+	s := &sink{dump: filepath.Join(dir, "dump"), addr: addr}
+	s.cmd = exec.Command("smtp-sink", append(append([]string{"-u", "nobody", "-D", s.dump}, args...), addr, "100")...)
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("smtp-sink did not start on %s", addr)
+	return nil
+}
+
+func (s *sink) stop() {
+	if s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+func (s *sink) messages() []string {
+	b, _ := os.ReadFile(s.dump)
+	var out []string
+	for _, m := range strings.Split(string(b), "X-Client-Addr: ") {
+		if strings.TrimSpace(m) != "" {
+			out = append(out, "X-Client-Addr: "+m)
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 300 {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// deliveryServer starts elit delivering to the sink through the test DNS.
+func deliveryServer(t *testing.T, resolver, port string, args ...string) *server {
+	return startServer(t, append([]string{"-deliver=true", "-resolver", resolver, "-delivery-port", port,
+		"-retry-first", "300ms", "-retry-max", "1s"}, args...)...)
+}
+
+// TestDeliverForward: a message to a list reaches both members' MX (the
+// sink) in one transaction per domain, and leaves the queue.
+func TestDeliverForward(t *testing.T) {
+	sk := startSink(t, "")
+	_, port, _ := net.SplitHostPort(sk.addr)
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
+	s := deliveryServer(t, resolver, port)
+	needTools(t, "swaks")
+	if code, out := s.swaks(s.mx, "--from", "sender@example.net", "--to", "team@example.org"); code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	waitFor(t, "two deliveries", func() bool { return len(sk.messages()) == 2 })
+	all := strings.Join(sk.messages(), "")
+	if !strings.Contains(all, "X-Rcpt-Args: <romain@example.com>") || !strings.Contains(all, "X-Rcpt-Args: <hannes@example.net>") ||
+		!strings.Contains(all, "X-Helo-Args: mx.example.org") || !strings.Contains(all, "by mx.example.org (Elit)") {
+		t.Errorf("sink got:\n%s", all)
+	}
+	q := openQueue(t, s)
+	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
+	waitLog(t, s, "msg=delivered")
+}
+
+// TestDeliverRetry: a destination answering 4xx twice gets the message on
+// the third attempt.
+func TestDeliverRetry(t *testing.T) {
+	sk := startSink(t, "", "-r", "RCPT")
+	_, port, _ := net.SplitHostPort(sk.addr)
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
+	s := deliveryServer(t, resolver, port)
+	c := dialRaw(t, s.mx)
+	c.send("EHLO client.example.net\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("Subject: retry\r\n\r\nhello\r\n.\r\n")
+	id := queued(c.expect("250"))[0]
+	q := openQueue(t, s)
+	waitFor(t, "two attempts", func() bool {
+		m, err := q.Get(id)
+		return err == nil && m.Recipients[0].Attempts >= 2
+	})
+	sk.stop()
+	m, _ := q.Get(id)
+	if m.Recipients[0].Attempts != 2 || !strings.Contains(m.Recipients[0].LastError, "said at RCPT: 4") {
+		t.Fatalf("after two attempts: %+v", m.Recipients[0])
+	}
+	sk2 := startSink(t, sk.addr)
+	waitFor(t, "the third attempt", func() bool { return len(sk2.messages()) == 1 })
+	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
+	if !strings.Contains(s.logText(), "attempt=3") {
+		t.Errorf("not delivered at the third attempt:\n%s", s.logText())
+	}
+}
+
+// TestDeliverBounce: a 550 at the destination produces a DSN to the
+// sender, which Python's email package reads as a delivery report. The
+// destination's MX is 127.0.0.2 (a sink refusing every RCPT), the
+// sender's 127.0.0.1 (a sink taking everything), on the same port.
+func TestDeliverBounce(t *testing.T) {
+	needTools(t, "python3")
+	good := startSink(t, "")
+	_, port, _ := net.SplitHostPort(good.addr)
+	startSink(t, "127.0.0.2:"+port, "-f", "RCPT")
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.2", "example.net": "127.0.0.1"})
+	s := deliveryServer(t, resolver, port)
+	c := dialRaw(t, s.mx)
+	c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net> RET=HDRS ENVID=env42\r\nRCPT TO:<din@example.org> NOTIFY=FAILURE ORCPT=rfc822;din@example.org\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("From: sender@example.net\r\nSubject: will bounce\r\nMessage-ID: <orig@example.net>\r\n\r\nsecret body\r\n.\r\n")
+	c.expect("250")
+	waitFor(t, "the bounce", func() bool { return len(good.messages()) == 1 })
+	dump := good.messages()[0]
+	if !strings.Contains(dump, "X-Mail-Args: <>") || !strings.Contains(dump, "X-Rcpt-Args: <sender@example.net>") {
+		t.Fatalf("bounce envelope:\n%s", dump)
+	}
+	// The message starts after smtp-sink's X- lines.
+	msg := dump[strings.Index(dump, "\nReceived: ")+1:]
+	py := `
+import email, sys
+m = email.message_from_string(sys.stdin.read())
+assert m.get_content_type() == "multipart/report", m.get_content_type()
+assert m.get_param("report-type") == "delivery-status"
+parts = m.get_payload()
+assert parts[1].get_content_type() == "message/delivery-status"
+blocks = parts[1].get_payload()
+per_msg, per_rcpt = blocks[0], blocks[1]
+assert per_msg["Original-Envelope-Id"] == "env42", per_msg.items()
+assert per_rcpt["Action"] == "failed"
+assert per_rcpt["Status"].startswith("5."), per_rcpt["Status"]
+assert per_rcpt["Final-Recipient"] == "rfc822;romain@example.com"
+assert per_rcpt["Original-Recipient"] == "rfc822;din@example.org"
+assert per_rcpt["Remote-MTA"] == "dns; mx.example.com"
+assert per_rcpt["Diagnostic-Code"].startswith("smtp; 5")
+assert parts[2].get_content_type() == "text/rfc822-headers"
+assert "orig@example.net" in parts[2].get_payload()
+assert "secret body" not in m.as_string()
+print("ok", per_rcpt["Status"], per_rcpt["Diagnostic-Code"])
+`
+	code, out := runTool(t, msg, "python3", "-c", py)
+	if code != 0 {
+		t.Fatalf("python's email package on the DSN: %s\n%s", out, msg)
+	}
+	t.Log(strings.TrimSpace(out))
+	q := openQueue(t, s)
+	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
+}

@@ -1,0 +1,343 @@
+// Package deliver is the send side of Elit: it takes recipients from the
+// durable queue and delivers them to the destination's mail exchangers
+// (RFC 5321 §5) or to a smarthost, retries temporary failures on a
+// doubling schedule, and bounces permanent ones with a DSN (RFC 3464).
+// Each result is written to the queue before the next step, so a restart
+// neither loses a recipient nor sends one again (beyond the transaction
+// in flight at the crash).
+package deliver
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"elit.local/elit/dns"
+	"elit.local/elit/queue"
+	"elit.local/elit/userdb"
+)
+
+// Config configures a Deliverer. Zero values take the defaults noted.
+type Config struct {
+	Queue    *queue.Store
+	Resolver dns.Resolver
+	Users    func() *userdb.DB // for bounces to local senders
+	Hostname string            // in EHLO and in DSNs
+	Log      *slog.Logger
+
+	// Smarthost, when set (host:port), receives all mail: no MX lookup.
+	Smarthost string
+	// Port is the destination port of direct delivery ("25").
+	Port string
+	// RootCAs verify the destination's certificate; nil is the system's.
+	RootCAs *x509.CertPool
+
+	FirstRetry  time.Duration // delay after the first failure (5 min), doubling
+	MaxRetry    time.Duration // longest delay between attempts (8 h)
+	Lifetime    time.Duration // then the message bounces (5 days)
+	MaxParallel int           // messages in delivery at once (20)
+	Timeout     time.Duration // per SMTP command (5 min), connect (30 s)
+
+	Now  func() time.Time
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (c *Config) setDefaults() {
+	if c.Port == "" {
+		c.Port = "25"
+	}
+	if c.FirstRetry == 0 {
+		c.FirstRetry = 5 * time.Minute
+	}
+	if c.MaxRetry == 0 {
+		c.MaxRetry = 8 * time.Hour
+	}
+	if c.Lifetime == 0 {
+		c.Lifetime = 5 * 24 * time.Hour
+	}
+	if c.MaxParallel == 0 {
+		c.MaxParallel = 20
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 5 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Dial == nil {
+		d := &net.Dialer{Timeout: 30 * time.Second}
+		c.Dial = d.DialContext
+	}
+}
+
+// Deliverer runs deliveries. Notify tells it of a new message; Run does
+// the work until its context ends.
+type Deliverer struct {
+	cfg  Config
+	wake chan struct{}
+
+	mu       sync.Mutex
+	due      map[string]time.Time // queued messages by next attempt
+	inflight map[string]bool
+}
+
+// New returns a Deliverer.
+func New(cfg Config) (*Deliverer, error) {
+	cfg.setDefaults()
+	if cfg.Queue == nil || cfg.Hostname == "" || (cfg.Resolver == nil && cfg.Smarthost == "") {
+		return nil, errors.New("deliver: Queue, Hostname and a Resolver or Smarthost are required")
+	}
+	return &Deliverer{cfg: cfg, wake: make(chan struct{}, 1), due: map[string]time.Time{}, inflight: map[string]bool{}}, nil
+}
+
+// Notify schedules a newly queued message at once. It does not block.
+func (d *Deliverer) Notify(m *queue.Message) {
+	d.mu.Lock()
+	d.due[m.ID] = time.Time{}
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// nextDue is when a message next has something to do, and whether it has
+// anything at all.
+func nextDue(m *queue.Message) (time.Time, bool) {
+	var t time.Time
+	any := false
+	for _, r := range m.Recipients {
+		switch {
+		case r.Status == queue.Pending:
+			if !any || r.NextAttempt.Before(t) {
+				t = r.NextAttempt
+			}
+			any = true
+		case r.Status == queue.Failed && !r.Bounced:
+			t, any = time.Time{}, true
+		}
+	}
+	return t, any
+}
+
+// Run delivers until ctx is done, then waits for deliveries in progress
+// (each ends at its next step once ctx is done).
+func (d *Deliverer) Run(ctx context.Context) {
+	msgs, err := d.cfg.Queue.List()
+	if err != nil {
+		d.cfg.Log.Error("reading the queue", "err", err)
+	}
+	d.mu.Lock()
+	for _, m := range msgs {
+		if t, ok := nextDue(m); ok {
+			d.due[m.ID] = t
+		}
+	}
+	d.mu.Unlock()
+	d.cfg.Log.Info("delivery started", "queued", len(msgs))
+	sem := make(chan struct{}, d.cfg.MaxParallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		now := d.cfg.Now()
+		next := now.Add(time.Minute)
+		d.mu.Lock()
+		var start []string
+		for id, t := range d.due {
+			if d.inflight[id] {
+				continue
+			}
+			if !t.After(now) {
+				start = append(start, id)
+			} else if t.Before(next) {
+				next = t
+			}
+		}
+		d.mu.Unlock()
+		for _, id := range start {
+			select {
+			case sem <- struct{}{}:
+			default:
+				next = now // full: look again when one ends
+				continue
+			}
+			d.mu.Lock()
+			d.inflight[id] = true
+			d.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.process(ctx, id)
+				d.mu.Lock()
+				delete(d.inflight, id)
+				d.mu.Unlock()
+				<-sem
+				select {
+				case d.wake <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		wait := next.Sub(now)
+		if wait < 0 {
+			wait = 0
+		}
+		if len(start) > 0 && wait == 0 {
+			wait = 50 * time.Millisecond // the semaphore is full
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-d.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// process does what is due for one message and reschedules it.
+func (d *Deliverer) process(ctx context.Context, id string) {
+	log := d.cfg.Log.With("id", id)
+	m, err := d.cfg.Queue.Get(id)
+	if err != nil {
+		if !errors.Is(err, queue.ErrNotFound) {
+			log.Error("reading a queued message", "err", err)
+		}
+		d.forget(id)
+		return
+	}
+	now := d.cfg.Now()
+	expired := now.Sub(m.Received) > d.cfg.Lifetime
+	// Recipients due now, by destination domain.
+	byDomain := map[string][]int{}
+	var order []string
+	for i, r := range m.Recipients {
+		if r.Status != queue.Pending || r.NextAttempt.After(now) {
+			continue
+		}
+		if expired {
+			m.Recipients[i].Status = queue.Failed
+			m.Recipients[i].LastError = "5.4.7 delivery time expired: " + r.LastError
+			continue
+		}
+		dom := domainOf(r.Address)
+		if d.cfg.Smarthost != "" {
+			dom = ""
+		}
+		if _, ok := byDomain[dom]; !ok {
+			order = append(order, dom)
+		}
+		byDomain[dom] = append(byDomain[dom], i)
+	}
+	for _, dom := range order {
+		if ctx.Err() != nil {
+			break
+		}
+		idx := byDomain[dom]
+		res := d.deliverDomain(ctx, m, dom, idx)
+		for k, i := range idx {
+			d.record(m, i, res[k], now)
+		}
+		if err := d.cfg.Queue.Update(m); err != nil {
+			log.Error("recording delivery results", "err", err)
+			d.reschedule(m.ID, now.Add(d.cfg.FirstRetry))
+			return
+		}
+	}
+	if err := d.bounce(m); err != nil {
+		log.Error("bounce", "err", err)
+	}
+	if m.Done() {
+		if err := d.cfg.Queue.Remove(m.ID); err != nil {
+			log.Error("removing a finished message", "err", err)
+		}
+		d.forget(m.ID)
+		return
+	}
+	if t, ok := nextDue(m); ok {
+		d.reschedule(m.ID, t)
+	} else {
+		d.forget(m.ID) // held recipients only
+	}
+}
+
+func (d *Deliverer) forget(id string) {
+	d.mu.Lock()
+	delete(d.due, id)
+	d.mu.Unlock()
+}
+
+func (d *Deliverer) reschedule(id string, t time.Time) {
+	d.mu.Lock()
+	d.due[id] = t
+	d.mu.Unlock()
+}
+
+// record applies one delivery result to recipient i.
+func (d *Deliverer) record(m *queue.Message, i int, res result, now time.Time) {
+	r := &m.Recipients[i]
+	r.Attempts++
+	log := d.cfg.Log.With("id", m.ID, "to", r.Address, "attempt", r.Attempts)
+	if res.host != "" {
+		log = log.With("host", res.host, "tls", res.tls)
+	}
+	switch {
+	case res.err == nil:
+		r.Status = queue.Delivered
+		r.LastError = ""
+		log.Info("delivered", "reply", res.reply)
+	case res.permanent:
+		r.Status = queue.Failed
+		r.LastError = res.err.Error()
+		log.Warn("delivery failed", "err", res.err)
+	default:
+		r.LastError = res.err.Error()
+		r.NextAttempt = now.Add(d.backoff(r.Attempts))
+		log.Info("delivery deferred", "err", res.err, "next", r.NextAttempt.Format(time.RFC3339))
+	}
+}
+
+// backoff is the delay after the n-th failed attempt: FirstRetry doubled
+// each time up to MaxRetry, ±10% so that retries spread out.
+func (d *Deliverer) backoff(n int) time.Duration {
+	delay := d.cfg.FirstRetry
+	for i := 1; i < n && delay < d.cfg.MaxRetry; i++ {
+		delay *= 2
+	}
+	delay = min(delay, d.cfg.MaxRetry)
+	jitter := time.Duration(rand.Int64N(int64(delay)/5+1)) - delay/10
+	return delay + jitter
+}
+
+func domainOf(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	return strings.ToLower(addr[i+1:])
+}
+
+// result is the outcome of one recipient's attempt.
+type result struct {
+	err       error
+	permanent bool
+	reply     string
+	host, tls string
+}
+
+func tempFail(format string, args ...any) result {
+	return result{err: fmt.Errorf(format, args...)}
+}
+
+func permFail(format string, args ...any) result {
+	return result{err: fmt.Errorf(format, args...), permanent: true}
+}

@@ -1,0 +1,193 @@
+package deliver
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"elit.local/elit/queue"
+	"elit.local/elit/userdb"
+)
+
+// bounce tells the sender of m about its failed recipients not yet
+// reported, with one DSN (RFC 3464), and marks them reported. Nobody is
+// told when the sender is null (never bounce a bounce, RFC 5321 §6.1) or
+// a recipient asked NOTIFY=NEVER or NOTIFY without FAILURE (RFC 3461 §4.1).
+func (d *Deliverer) bounce(m *queue.Message) error {
+	var report []int
+	for i, r := range m.Recipients {
+		if r.Status != queue.Failed || r.Bounced {
+			continue
+		}
+		if m.From != "" && (r.Notify == "" || strings.Contains(strings.ToUpper(r.Notify), "FAILURE")) {
+			report = append(report, i)
+		}
+	}
+	if len(report) > 0 {
+		data, err := d.dsn(m, report)
+		if err != nil {
+			return err
+		}
+		rcpts := []queue.Recipient{{Address: m.From}}
+		if db := d.db(); db != nil && db.IsLocalDomain(domainOf(m.From)) {
+			if exp, err := db.Expand(m.From); err == nil {
+				rcpts = nil
+				for _, a := range exp {
+					rcpts = append(rcpts, queue.Recipient{Address: a, Original: m.From})
+				}
+			}
+		}
+		b := &queue.Message{From: "", Recipients: rcpts, Body: "8BITMIME"}
+		if err := d.cfg.Queue.Put(b, bytes.NewReader(data)); err != nil {
+			return fmt.Errorf("queueing the bounce: %w", err)
+		}
+		d.cfg.Log.Info("bounce queued", "id", m.ID, "bounce", b.ID, "to", m.From, "recipients", len(report))
+		d.Notify(b)
+	}
+	changed := false
+	for i := range m.Recipients {
+		if r := &m.Recipients[i]; r.Status == queue.Failed && !r.Bounced {
+			r.Bounced, changed = true, true
+		}
+	}
+	if changed {
+		return d.cfg.Queue.Update(m)
+	}
+	return nil
+}
+
+// db returns the user database in use, or nil.
+func (d *Deliverer) db() *userdb.DB {
+	if d.cfg.Users == nil {
+		return nil
+	}
+	return d.cfg.Users()
+}
+
+var statusRe = regexp.MustCompile(`^([245])\.(\d{1,3})\.(\d{1,3})\b`)
+
+// dsn writes the delivery status notification: multipart/report with a
+// human-readable part, the message/delivery-status part and the original
+// header (RFC 3464, RFC 6522).
+func (d *Deliverer) dsn(m *queue.Message, report []int) ([]byte, error) {
+	domain := d.cfg.Hostname
+	if db := d.db(); db != nil {
+		domain = db.Domain()
+	}
+	now := d.cfg.Now()
+	rnd := make([]byte, 12)
+	rand.Read(rnd)
+	boundary := "elit-dsn-" + hex.EncodeToString(rnd)
+	var b bytes.Buffer
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
+	w("From: Mail Delivery System <MAILER-DAEMON@%s>", domain)
+	w("To: <%s>", m.From)
+	w("Subject: Undelivered Mail Returned to Sender")
+	w("Date: %s", now.Format(time.RFC1123Z))
+	w("Message-ID: <%s.%s@%s>", m.ID, hex.EncodeToString(rnd[:6]), d.cfg.Hostname)
+	w("Auto-Submitted: auto-replied")
+	w("MIME-Version: 1.0")
+	w("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"", boundary)
+	w("")
+	w("This is a delivery status notification (RFC 3464).")
+	w("")
+	w("--%s", boundary)
+	w("Content-Type: text/plain; charset=utf-8")
+	w("")
+	w("This is the mail system at %s.", d.cfg.Hostname)
+	w("")
+	w("Your message (queued as %s on %s) could not be delivered to", m.ID, m.Received.UTC().Format(time.RFC1123Z))
+	w("the following recipients:")
+	w("")
+	for _, i := range report {
+		r := m.Recipients[i]
+		w("  <%s>: %s", r.Address, oneLine(r.LastError))
+	}
+	w("")
+	w("--%s", boundary)
+	w("Content-Type: message/delivery-status")
+	w("")
+	w("Reporting-MTA: dns; %s", d.cfg.Hostname)
+	if m.EnvID != "" {
+		w("Original-Envelope-Id: %s", oneLine(m.EnvID))
+	}
+	w("Arrival-Date: %s", m.Received.Format(time.RFC1123Z))
+	for _, i := range report {
+		r := m.Recipients[i]
+		w("")
+		if t, a, ok := strings.Cut(r.ORcpt, ";"); ok {
+			w("Original-Recipient: %s;%s", strings.ToLower(t), a)
+		} else if r.Original != "" {
+			w("Original-Recipient: rfc822;%s", r.Original)
+		}
+		w("Final-Recipient: rfc822;%s", r.Address)
+		w("Action: failed")
+		status := "5.0.0"
+		if sm := statusRe.FindStringSubmatch(r.LastError); sm != nil && sm[1] == "5" {
+			status = sm[0]
+		}
+		w("Status: %s", status)
+		if host, reply, ok := remoteReply(r.LastError); ok {
+			w("Remote-MTA: dns; %s", host)
+			w("Diagnostic-Code: smtp; %s", oneLine(reply))
+		} else {
+			w("Diagnostic-Code: x-elit; %s", oneLine(r.LastError))
+		}
+		w("Last-Attempt-Date: %s", now.Format(time.RFC1123Z))
+	}
+	w("")
+	w("--%s", boundary)
+	w("Content-Type: text/rfc822-headers")
+	w("")
+	if err := d.writeHeader(&b, m.ID); err != nil {
+		return nil, err
+	}
+	w("")
+	w("--%s--", boundary)
+	return b.Bytes(), nil
+}
+
+// writeHeader copies the header section of the queued message.
+func (d *Deliverer) writeHeader(b *bytes.Buffer, id string) error {
+	f, err := d.cfg.Queue.Data(id)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for n := 0; n < 1<<20; {
+		line, err := r.ReadString('\n')
+		if line == "\r\n" || line == "\n" || line == "" {
+			return nil
+		}
+		if !strings.HasSuffix(line, "\n") {
+			line += "\r\n"
+		}
+		b.WriteString(line)
+		n += len(line)
+		if err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+var remoteRe = regexp.MustCompile(`^(?:[245]\.\d+\.\d+ )?(\S+) said at \S+: (\d{3} .*)$`)
+
+// remoteReply splits "host said at STEP: 550 ..." as smtpResult makes it.
+func remoteReply(lastError string) (host, reply string, ok bool) {
+	sm := remoteRe.FindStringSubmatch(lastError)
+	if sm == nil {
+		return "", "", false
+	}
+	return sm[1], sm[2], true
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

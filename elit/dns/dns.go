@@ -1,0 +1,158 @@
+// Package dns is the DNS client of Elit: the few lookups mail delivery
+// needs (MX, RFC 5321 §5.1; addresses), behind an interface so that tests
+// use an in-memory resolver or their own server on loopback, never the
+// machine's resolver.
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// MX is one mail exchanger.
+type MX struct {
+	Host string // without the final dot; "" (from ".") is a null MX (RFC 7505)
+	Pref uint16
+}
+
+// Errors. A lookup that fails otherwise is temporary (a timeout, SERVFAIL).
+var (
+	ErrNotFound = errors.New("no such domain") // NXDOMAIN: permanent
+)
+
+// Resolver looks up what delivery needs. LookupMX returns no records and
+// no error when the domain exists but has no MX (so the implicit MX
+// applies, RFC 5321 §5.1).
+type Resolver interface {
+	LookupMX(ctx context.Context, domain string) ([]MX, error)
+	LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// Client is a Resolver that asks one DNS server (host:port), over UDP and
+// over TCP when the answer is truncated.
+type Client struct {
+	Server  string
+	Timeout time.Duration // per query; default 5 s
+}
+
+func (c *Client) query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error) {
+	m := new(mdns.Msg)
+	m.SetQuestion(mdns.Fqdn(name), qtype)
+	m.SetEdns0(1232, false)
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	var lastErr error
+	for attempt := 0; attempt < 2; attempt++ {
+		cl := &mdns.Client{Net: "udp", Timeout: timeout}
+		r, _, err := cl.ExchangeContext(ctx, m, c.Server)
+		if err == nil && r.Truncated {
+			cl.Net = "tcp"
+			r, _, err = cl.ExchangeContext(ctx, m, c.Server)
+		}
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		switch r.Rcode {
+		case mdns.RcodeSuccess:
+			return r, nil
+		case mdns.RcodeNameError:
+			return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+		default:
+			lastErr = fmt.Errorf("%s %s: %s", name, mdns.TypeToString[qtype], mdns.RcodeToString[r.Rcode])
+		}
+	}
+	return nil, fmt.Errorf("dns: %w", lastErr)
+}
+
+// LookupMX implements Resolver.
+func (c *Client) LookupMX(ctx context.Context, domain string) ([]MX, error) {
+	r, err := c.query(ctx, domain, mdns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	var out []MX
+	for _, rr := range r.Answer {
+		if mx, ok := rr.(*mdns.MX); ok {
+			out = append(out, MX{Host: strings.TrimSuffix(strings.ToLower(mx.Mx), "."), Pref: mx.Preference})
+		}
+	}
+	return out, nil
+}
+
+// LookupAddrs implements Resolver: AAAA and A records.
+func (c *Client) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	var out []netip.Addr
+	var errs []error
+	for _, t := range []uint16{mdns.TypeAAAA, mdns.TypeA} {
+		r, err := c.query(ctx, host, t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, rr := range r.Answer {
+			switch rr := rr.(type) {
+			case *mdns.A:
+				if a, ok := netip.AddrFromSlice(rr.A.To4()); ok {
+					out = append(out, a)
+				}
+			case *mdns.AAAA:
+				if a, ok := netip.AddrFromSlice(rr.AAAA); ok {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	if len(out) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// Mem is an in-memory Resolver for tests: MX records by domain, addresses
+// by host; a name in neither map does not exist.
+type Mem struct {
+	MXs   map[string][]MX
+	Addrs map[string][]netip.Addr
+	Fail  map[string]error // names whose lookups fail so
+}
+
+// LookupMX implements Resolver.
+func (m *Mem) LookupMX(_ context.Context, domain string) ([]MX, error) {
+	domain = strings.ToLower(domain)
+	if err := m.Fail[domain]; err != nil {
+		return nil, err
+	}
+	mx, ok := m.MXs[domain]
+	if !ok && m.Addrs[domain] == nil {
+		return nil, fmt.Errorf("%s: %w", domain, ErrNotFound)
+	}
+	return mx, nil
+}
+
+// LookupAddrs implements Resolver.
+func (m *Mem) LookupAddrs(_ context.Context, host string) ([]netip.Addr, error) {
+	host = strings.ToLower(host)
+	if err := m.Fail[host]; err != nil {
+		return nil, err
+	}
+	a, ok := m.Addrs[host]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", host, ErrNotFound)
+	}
+	return a, nil
+}
