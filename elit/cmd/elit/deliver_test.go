@@ -150,7 +150,8 @@ func TestDeliverRetry(t *testing.T) {
 	sk := startSink(t, "", "-r", "RCPT")
 	_, port, _ := net.SplitHostPort(sk.addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
-	s := deliveryServer(t, resolver, port)
+	// Retries 1 s then 2 s apart: time to swap the sinks in between.
+	s := deliveryServer(t, resolver, port, "-retry-first", "1s", "-retry-max", "2s")
 	c := dialRaw(t, s.mx)
 	c.send("EHLO client.example.net\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
 	c.expect("250")
