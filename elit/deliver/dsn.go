@@ -19,26 +19,30 @@ import (
 // told when the sender is null (never bounce a bounce, RFC 5321 §6.1) or
 // a recipient asked NOTIFY=NEVER or NOTIFY without FAILURE (RFC 3461 §4.1).
 func (d *Deliverer) bounce(m *queue.Message) error {
+	sender := m.From
+	if m.OrigFrom != "" {
+		sender = m.OrigFrom // straight to the original sender, not through SRS
+	}
 	var report []int
 	for i, r := range m.Recipients {
 		if r.Status != queue.Failed || r.Bounced {
 			continue
 		}
-		if m.From != "" && (r.Notify == "" || strings.Contains(strings.ToUpper(r.Notify), "FAILURE")) {
+		if sender != "" && (r.Notify == "" || strings.Contains(strings.ToUpper(r.Notify), "FAILURE")) {
 			report = append(report, i)
 		}
 	}
 	if len(report) > 0 {
-		data, err := d.dsn(m, report)
+		data, err := d.dsn(m, sender, report)
 		if err != nil {
 			return err
 		}
-		rcpts := []queue.Recipient{{Address: m.From}}
-		if db := d.db(); db != nil && db.IsLocalDomain(domainOf(m.From)) {
-			if exp, err := db.Expand(m.From); err == nil {
+		rcpts := []queue.Recipient{{Address: sender}}
+		if db := d.db(); db != nil && db.IsLocalDomain(domainOf(sender)) {
+			if exp, err := db.Expand(sender); err == nil {
 				rcpts = nil
 				for _, a := range exp {
-					rcpts = append(rcpts, queue.Recipient{Address: a, Original: m.From})
+					rcpts = append(rcpts, queue.Recipient{Address: a, Original: sender})
 				}
 			}
 		}
@@ -46,7 +50,7 @@ func (d *Deliverer) bounce(m *queue.Message) error {
 		if err := d.cfg.Queue.Put(b, bytes.NewReader(data)); err != nil {
 			return fmt.Errorf("queueing the bounce: %w", err)
 		}
-		d.cfg.Log.Info("bounce queued", "id", m.ID, "bounce", b.ID, "to", m.From, "recipients", len(report))
+		d.cfg.Log.Info("bounce queued", "id", m.ID, "bounce", b.ID, "to", sender, "recipients", len(report))
 		d.Notify(b)
 	}
 	changed := false
@@ -74,7 +78,7 @@ var statusRe = regexp.MustCompile(`^([245])\.(\d{1,3})\.(\d{1,3})\b`)
 // dsn writes the delivery status notification: multipart/report with a
 // human-readable part, the message/delivery-status part and the original
 // header (RFC 3464, RFC 6522).
-func (d *Deliverer) dsn(m *queue.Message, report []int) ([]byte, error) {
+func (d *Deliverer) dsn(m *queue.Message, sender string, report []int) ([]byte, error) {
 	domain := d.cfg.Hostname
 	if db := d.db(); db != nil {
 		domain = db.Domain()
@@ -86,7 +90,7 @@ func (d *Deliverer) dsn(m *queue.Message, report []int) ([]byte, error) {
 	var b bytes.Buffer
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
 	w("From: Mail Delivery System <MAILER-DAEMON@%s>", domain)
-	w("To: <%s>", m.From)
+	w("To: <%s>", sender)
 	w("Subject: Undelivered Mail Returned to Sender")
 	w("Date: %s", now.Format(time.RFC1123Z))
 	w("Message-ID: <%s.%s@%s>", m.ID, hex.EncodeToString(rnd[:6]), d.cfg.Hostname)

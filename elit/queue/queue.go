@@ -62,9 +62,11 @@ type Recipient struct {
 
 // Message is the envelope and delivery state of a queued message.
 type Message struct {
-	ID         string      `json:"id"`
-	Received   time.Time   `json:"received"`
-	From       string      `json:"from"` // the envelope sender; "" is the null sender
+	ID       string    `json:"id"`
+	Received time.Time `json:"received"`
+	From     string    `json:"from"` // the envelope sender; "" is the null sender
+	// OrigFrom is the sender as received when From was rewritten (SRS).
+	OrigFrom   string      `json:"orig_from,omitempty"`
 	Recipients []Recipient `json:"recipients"`
 	Size       int64       `json:"size"`
 	// Where it came from.

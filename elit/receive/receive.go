@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"elit.local/elit/queue"
+	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// tls-server-end-point channel binding.
 	TLS     *tls.Config
 	CertDER func() []byte
+	// SRS, when set, rewrites the envelope sender of mail the MX forwards
+	// and takes bounces to rewritten addresses back.
+	SRS *srs.SRS
 	// Postmaster receives mail for postmaster@ a local domain when the
 	// database has no such name (RFC 5321 §4.5.1).
 	Postmaster string

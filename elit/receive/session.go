@@ -18,6 +18,7 @@ import (
 	"elit.local/elit/auth"
 	"elit.local/elit/queue"
 	esmtp "elit.local/elit/smtp"
+	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
 )
 
@@ -193,6 +194,14 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	var targets []string
 	switch {
+	case ss.s.cfg.SRS != nil && srs.IsSRS(a.Local) && strings.EqualFold(a.Domain, ss.s.cfg.SRS.Domain):
+		// A bounce (or reply) to an address we rewrote: send it on.
+		orig, err := ss.s.cfg.SRS.Reverse(to)
+		if err != nil {
+			ss.log.Info("recipient refused: SRS", "to", to, "err", err)
+			return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "<%s>: invalid or expired SRS address", to)
+		}
+		targets = []string{orig}
 	case db.IsLocalDomain(a.Domain):
 		targets, err = db.Expand(to)
 		if errors.Is(err, userdb.ErrUnknown) && strings.EqualFold(a.Local, "postmaster") && ss.s.cfg.Postmaster != "" {
@@ -320,9 +329,20 @@ func (ss *session) Data(r io.Reader) error {
 			return err
 		}
 	}
+	from, origFrom := ss.from, ""
+	if ss.mode == MX && ss.s.cfg.SRS != nil && from != "" {
+		// Forwarded mail: a sender at our domain so that SPF passes at the
+		// destination (the SRS package leaves our own addresses alone).
+		if a, err := esmtp.ParseAddress(from); err == nil && !ss.db.IsLocalDomain(a.Domain) {
+			if rewritten, err := ss.s.cfg.SRS.Forward(from); err == nil && rewritten != from {
+				from, origFrom = rewritten, ss.from
+			}
+		}
+	}
 	m := &queue.Message{
 		Received:   now,
-		From:       ss.from,
+		From:       from,
+		OrigFrom:   origFrom,
 		Recipients: ss.rcpts,
 		ClientAddr: ss.ip.String(),
 		Helo:       ss.conn.Hostname(),

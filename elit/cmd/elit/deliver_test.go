@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -142,7 +143,32 @@ func TestDeliverForward(t *testing.T) {
 	q := openQueue(t, s)
 	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
 	waitLog(t, s, "msg=delivered")
+
+	// The forwarded message's envelope sender is an SRS0 address at our
+	// domain that encodes the original sender.
+	m := srsRe.FindStringSubmatch(all)
+	if m == nil || m[1] != "example.net" || m[2] != "sender" {
+		t.Fatalf("no SRS sender in:\n%s", all)
+	}
+	srsAddr := m[0]
+	// A bounce to it goes back to the original sender; a forged one is refused.
+	c := dialRaw(t, s.mx)
+	c.send("EHLO mx.example.com\r\nMAIL FROM:<>\r\nRCPT TO:<" + strings.Replace(srsAddr, "=sender@", "=mallory@", 1) + ">\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("550 5.1.1")
+	c.send("RCPT TO:<" + srsAddr + ">\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("354")
+	c.send("Subject: bounce\r\n\r\nreturned\r\n.\r\n")
+	c.expect("250")
+	waitFor(t, "the bounce at the original sender", func() bool { return len(sk.messages()) == 3 })
+	if last := sk.messages()[2]; !strings.Contains(last, "X-Mail-Args: <>") || !strings.Contains(last, "X-Rcpt-Args: <sender@example.net>") {
+		t.Errorf("bounce forwarded as:\n%s", last)
+	}
 }
+
+var srsRe = regexp.MustCompile(`SRS0=[^=]{4}=[A-Z2-7]{2}=([^=]+)=([^@]+)@example\.org`)
 
 // TestDeliverRetry: a destination answering 4xx twice gets the message on
 // the third attempt.

@@ -32,6 +32,7 @@ import (
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
 	esmtp "elit.local/elit/smtp"
+	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
 	"elit.local/oneffs"
 )
@@ -42,7 +43,7 @@ type serveConfig struct {
 	mxAddr, submissionAddr, submissionsAddr   string
 	tlsCert, tlsKey, resolver, postmaster     string
 	logLevel, smarthost, deliveryPort         string
-	deliver                                   bool
+	deliver, useSRS                           bool
 	retryFirst, retryMax, lifetime            time.Duration
 	maxDeliveries                             int
 	extraDomains                              []string
@@ -95,6 +96,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.DurationVar(&c.authWindow, "auth-failure-window", 15*time.Minute, "window for -max-auth-failures-per-ip")
 	fs.DurationVar(&c.authDelay, "auth-failure-delay", time.Second, "delay before answering a failed authentication, times the failures so far on the connection (negative: none)")
 	fs.IntVar(&c.maxHops, "max-hops", 50, "Received header fields after which a message is refused as a loop")
+	fs.BoolVar(&c.useSRS, "srs", true, "rewrite the envelope sender of forwarded mail (SRS) so that SPF passes at the destination; the key is STATE/srs.key")
 	fs.BoolVar(&c.deliver, "deliver", true, "deliver queued mail (false: only queue it)")
 	fs.StringVar(&c.smarthost, "smarthost", "", "relay all outgoing mail through this `host:port` (no MX lookups)")
 	fs.StringVar(&c.deliveryPort, "delivery-port", "25", "destination `port` of direct delivery (tests use another)")
@@ -340,6 +342,15 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		MinVersion:   tls.VersionTLS12,
 	}
 
+	var rewriter *srs.SRS
+	if c.useSRS {
+		key, err := loadKey(filepath.Join(c.state, "srs.key"), log)
+		if err != nil {
+			return configErr("SRS key: %w", err)
+		}
+		rewriter = &srs.SRS{Key: key, Domain: c.domain}
+	}
+
 	notify := holdDeliverer(log)
 	var deliverer *deliver.Deliverer
 	if c.deliver {
@@ -371,6 +382,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		TLS:              tlsConfig,
 		CertDER:          func() []byte { return cert.Certificate[0] },
 		Postmaster:       postmaster,
+		SRS:              rewriter,
 		MaxSize:          c.maxSize,
 		MaxRecipients:    c.maxRcpt,
 		MaxLineLength:    c.maxLine,
@@ -466,6 +478,25 @@ func holdDeliverer(log *slog.Logger) func(*queue.Message) {
 	return func(m *queue.Message) {
 		log.Debug("queued, delivery off", "id", m.ID)
 	}
+}
+
+// loadKey reads a secret key file, making it (32 random bytes) the first
+// time.
+func loadKey(path string, log *slog.Logger) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil && len(key) >= 16 {
+		return key, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	key = make([]byte, 32)
+	rand.Read(key)
+	if err := renameio.WriteFile(path, key, 0o600); err != nil {
+		return nil, err
+	}
+	log.Info("generated a key", "path", path)
+	return key, nil
 }
 
 // loadCertificate loads -tls-cert/-tls-key, or the self-signed certificate
