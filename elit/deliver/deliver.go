@@ -141,6 +141,11 @@ func (d *Deliverer) Run(ctx context.Context) {
 	for _, m := range msgs {
 		if t, ok := nextDue(m); ok {
 			d.due[m.ID] = t
+		} else if m.Done() {
+			// Finished just before a crash, not yet removed.
+			if err := d.cfg.Queue.Remove(m.ID); err != nil {
+				d.cfg.Log.Error("removing a finished message", "id", m.ID, "err", err)
+			}
 		}
 	}
 	d.mu.Unlock()

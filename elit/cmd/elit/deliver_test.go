@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,4 +261,76 @@ print("ok", per_rcpt["Status"], per_rcpt["Diagnostic-Code"])
 	t.Log(strings.TrimSpace(out))
 	q := openQueue(t, s)
 	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
+}
+
+var msgIDRe = regexp.MustCompile(`(?m)^Message-ID: <([^>]+)>`)
+
+// TestDeliverSIGKILL kills the server three times while clients send and
+// it delivers. After the last restart every acknowledged message reaches
+// the sink, and a message arrives twice only if its transaction was in
+// flight at a kill (at most -max-deliveries per kill).
+func TestDeliverSIGKILL(t *testing.T) {
+	sk := startSink(t, "")
+	_, port, _ := net.SplitHostPort(sk.addr)
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
+	const parallel = 5
+	s := deliveryServer(t, resolver, port, "-max-deliveries", fmt.Sprint(parallel))
+	ackedIDs := map[string]bool{}
+	const rounds = 3
+	for round := range rounds {
+		stop := make(chan struct{})
+		out := make(chan acked, 1000)
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sendLoop(s.mx, fmt.Sprintf("k%dg%d", round, g), stop, out)
+			}()
+		}
+		time.Sleep(time.Duration(200+rand.IntN(300)) * time.Millisecond)
+		s.kill()
+		close(stop)
+		wg.Wait()
+		close(out)
+		for a := range out {
+			ackedIDs[msgIDRe.FindStringSubmatch(a.body)[1]] = true
+		}
+		s.log.Reset()
+		s.start()
+	}
+	q := openQueue(t, s)
+	for i := 0; ; i++ {
+		m, err := q.List()
+		if len(m) == 0 && err == nil {
+			break
+		}
+		if i == 300 {
+			for _, x := range m {
+				t.Logf("left: %+v", *x)
+			}
+			t.Fatalf("the queue did not empty (%v):\n%s", err, s.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// team@example.org has two members: every message is two deliveries.
+	got := map[string]int{}
+	for _, m := range sk.messages() {
+		if id := msgIDRe.FindStringSubmatch(m); id != nil {
+			got[id[1]]++
+		}
+	}
+	dups := 0
+	for id := range ackedIDs {
+		switch n := got[id]; {
+		case n < 2:
+			t.Errorf("message %s: %d of 2 deliveries", id, n)
+		case n > 2:
+			dups += n - 2
+		}
+	}
+	t.Logf("%d messages acknowledged, %d deliveries at the sink, %d repeated", len(ackedIDs), len(sk.messages()), dups)
+	if dups > rounds*parallel {
+		t.Errorf("%d repeated deliveries, more than %d transactions could have been in flight", dups, rounds*parallel)
+	}
 }
