@@ -78,7 +78,7 @@ mkdir -p "$W/elit"
 echo '[{"name":"din","mailboxes":["romain@example.com"]}]' >"$W/elit/users.json"
 bin/elit serve -domain example.org -hostname bench.example.org -db-json "$W/elit/users.json" \
 	-state "$W/elit/state" -mx-addr 127.0.0.1:2501 -submission-addr "" -submissions-addr "" \
-	-max-conns-per-ip 200 -log-level warn 2>"$W/elit.log" &
+	-max-conns-per-ip 200 -deliver=false -log-level warn 2>"$W/elit.log" &
 pids+=($!)
 
 # Postfix: a private instance whose smtpd puts every message on hold, so
@@ -140,3 +140,37 @@ queued=$(find "$W/elit/state/queue" -name '*.json' | wc -l)
 held=$(find "$W/postfix-queue/hold" -type f | wc -l)
 echo
 echo "Check: Elit queued $queued messages, Postfix held $held."
+
+# Relay: smtp-source → Elit (MX, a list of one outside mailbox, SRS on) →
+# smtp-sink as smarthost. Timed until Elit's queue is empty again.
+[ "${BENCH_RELAY:-1}" = 1 ] || exit 0
+smtp-sink -u nobody 127.0.0.1:2510 200 &
+pids+=($!)
+bin/elit serve -domain example.org -hostname relay.example.org -db-json "$W/elit/users.json" \
+	-state "$W/relay" -mx-addr 127.0.0.1:2511 -submission-addr "" -submissions-addr "" \
+	-max-conns-per-ip 200 -smarthost 127.0.0.1:2510 -log-level warn 2>"$W/relay.log" &
+relay=$!
+pids+=($relay)
+wait_port 2510
+wait_port 2511
+ticks() { awk '{print $14 + $15}' "/proc/$relay/stat"; }
+relay_n=${RELAY_MESSAGES:-2000}
+echo
+echo "| relayed | message | connections in | msg/s end to end | CPU s / 1000 msg | peak RSS |"
+echo "|---:|---:|---:|---:|---:|---:|"
+for size in 4096 102400; do
+	c0=$(ticks)
+	t0=$(date +%s.%N)
+	smtp-source -d -s 10 -m "$relay_n" -l "$size" -f bench@example.net -t din@example.org \
+		-M client.example.net 127.0.0.1:2511 >/dev/null
+	for _ in $(seq 3000); do
+		[ -z "$(find "$W/relay/queue" -name '*.json' -print -quit)" ] && break
+		sleep 0.05
+	done
+	t1=$(date +%s.%N)
+	c1=$(ticks)
+	hz=$(getconf CLK_TCK)
+	rss=$(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$relay/status")
+	printf '| %s | %s KiB | 10 | %.0f | %.2f | %s |\n' "$relay_n" "$((size / 1024))" \
+		"$(echo "$relay_n / ($t1 - $t0)" | bc -l)" "$(echo "($c1 - $c0) / $hz / $relay_n * 1000" | bc -l)" "$rss"
+done

@@ -68,6 +68,9 @@ echo "run, median of ${BENCH_RUNS:-5} runs. Each server fsyncs a message before 
 echo "queues it (expanded, envelope in JSON); Postfix $(postconf -d -h mail_version 2>/dev/null) puts it on hold"
 echo "(\`check_client_access static:HOLD\`, no delivery); chasquid hands it to a no-op"
 echo "delivery agent (\`/bin/true\`) since it has no hold queue. All in one private"
-echo "network namespace with only loopback (scripts/bench-smtp.sh)."
+echo "network namespace with only loopback (scripts/bench-smtp.sh). Then the relay:"
+echo "${RELAY_MESSAGES:-2000} messages from smtp-source (10 connections) to a local name that forwards to one outside mailbox,"
+echo "through Elit (queued, SRS-rewritten) to smtp-sink as smarthost, timed until Elit's queue is"
+echo "empty; CPU is Elit's user + system time (fsync and file work count as system time)."
 echo
 scripts/bench-smtp.sh
