@@ -342,3 +342,37 @@ func tlsPair(t *testing.T, version uint16) (certDER []byte, server, client *tls.
 	}
 	return certDER, server, client
 }
+
+// TestClients runs each client against the server of the same mechanism.
+func TestClients(t *testing.T) {
+	db := mustDB(t, "pencil", []byte("0123456789abcdef"))
+	for _, mech := range ClientMechanisms {
+		for _, pw := range []string{"pencil", "wrong"} {
+			c, err := NewClient(mech, "user", pw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var user *userdb.User
+			s, _ := New(mech, db, &Config{Hostname: "mx.example.org"}, func(u *userdb.User) { user = u })
+			name, ir, _ := c.Start()
+			if name != mech {
+				t.Fatalf("%s: Start says %s", mech, name)
+			}
+			var serr, cerr error
+			resp := ir
+			for range 5 {
+				ch, done, err := s.Next(resp)
+				if serr = err; err != nil || done {
+					break
+				}
+				if resp, cerr = c.Next(ch); cerr != nil {
+					break
+				}
+			}
+			ok := serr == nil && cerr == nil && user != nil
+			if ok != (pw == "pencil") {
+				t.Errorf("%s with %q: server %v, client %v", mech, pw, serr, cerr)
+			}
+		}
+	}
+}

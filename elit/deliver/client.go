@@ -15,14 +15,15 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"elit.local/elit/auth"
 	"elit.local/elit/dns"
 	"elit.local/elit/queue"
 )
 
-// deliverDomain delivers the recipients idx of m, all at domain (or all
-// to the smarthost when domain is ""), in one transaction when it can.
-// It returns one result per recipient.
-func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, domain string, idx []int) []result {
+// deliverDomain delivers the recipients idx of m with transport t: all at
+// domain for direct delivery, any domain through a relay; in one
+// transaction when it can. It returns one result per recipient.
+func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, t *Transport, domain string, idx []int) []result {
 	all := func(r result) []result {
 		out := make([]result, len(idx))
 		for i := range out {
@@ -35,9 +36,9 @@ func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, domain 
 		addr string // host:port
 	}
 	var targets []target
-	if domain == "" {
-		host, _, _ := net.SplitHostPort(d.cfg.Smarthost)
-		targets = []target{{host, d.cfg.Smarthost}}
+	if t.Type != "direct" {
+		host, _, _ := net.SplitHostPort(t.Host)
+		targets = []target{{host, t.Host}}
 	} else {
 		hosts, res := d.mxHosts(ctx, domain)
 		if res != nil {
@@ -58,11 +59,11 @@ func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, domain 
 		}
 	}
 	var last []result
-	for _, t := range targets {
+	for _, tg := range targets {
 		if ctx.Err() != nil {
 			break
 		}
-		res, retryable := d.attempt(ctx, t.host, t.addr, m, idx)
+		res, retryable := d.attempt(ctx, t, tg.host, tg.addr, m, idx)
 		if !retryable {
 			return res
 		}
@@ -119,12 +120,17 @@ const (
 // attempt delivers to one address. retryable reports whether the next
 // address may be tried (the connection failed before the transaction);
 // otherwise the results are final for this round.
-func (d *Deliverer) attempt(ctx context.Context, host, addr string, m *queue.Message, idx []int) (res []result, retryable bool) {
+func (d *Deliverer) attempt(ctx context.Context, t *Transport, host, addr string, m *queue.Message, idx []int) (res []result, retryable bool) {
 	// Without a policy in force (MTA-STS, DANE: the hook is here), a TLS
-	// failure falls back to unverified TLS, then to plaintext.
+	// failure falls back to unverified TLS, then to plaintext. A
+	// submission relay gets our password: verified TLS only.
+	modes := []string{tlsVerified, tlsUnverified, tlsNone}
+	if t.Type == "submission" {
+		modes = modes[:1]
+	}
 	var last []result
-	for _, mode := range []string{tlsVerified, tlsUnverified, tlsNone} {
-		res, retry, tlsFailed := d.transaction(ctx, host, addr, mode, m, idx)
+	for _, mode := range modes {
+		res, retry, tlsFailed := d.transaction(ctx, t, host, addr, mode, m, idx)
 		if !tlsFailed {
 			return res, retry
 		}
@@ -135,9 +141,9 @@ func (d *Deliverer) attempt(ctx context.Context, host, addr string, m *queue.Mes
 
 // transaction runs one SMTP session. tlsFailed reports that STARTTLS was
 // offered but could not be completed in this mode.
-func (d *Deliverer) transaction(ctx context.Context, host, addr, mode string, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
+func (d *Deliverer) transaction(ctx context.Context, t *Transport, host, addr, mode string, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
 	all := func(r result) []result {
-		r.host, r.tls = host, mode
+		r.host, r.tls, r.transport = host, mode, t.Name
 		out := make([]result, len(idx))
 		for i := range out {
 			out[i] = r
@@ -145,7 +151,7 @@ func (d *Deliverer) transaction(ctx context.Context, host, addr, mode string, m 
 		return out
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	conn, err := d.cfg.Dial(dctx, "tcp", addr)
+	conn, err := d.dial(dctx, t, addr)
 	cancel()
 	if err != nil {
 		return all(tempFail("4.4.1 connecting to %s (%s): %v", host, addr, err)), true, false
@@ -154,6 +160,29 @@ func (d *Deliverer) transaction(ctx context.Context, host, addr, mode string, m 
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	conn.SetDeadline(time.Now().Add(d.cfg.Timeout))
+	roots := d.cfg.RootCAs
+	if t.roots != nil {
+		roots = t.roots
+	}
+	tlsConfig := &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12}
+
+	if t.Type == "submission" && t.TLS == "implicit" {
+		tc := tls.Client(conn, tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return all(tempFail("4.7.5 %s: TLS: %v", host, err)), true, false
+		}
+		cl := smtp.NewClient(tc)
+		cl.CommandTimeout = d.cfg.Timeout
+		cl.SubmissionTimeout = 2 * d.cfg.Timeout
+		defer cl.Close()
+		if err := cl.Hello(d.cfg.Hostname); err != nil {
+			return all(smtpResult(host, "EHLO", err)), true, false
+		}
+		if r := d.authenticate(cl, t, host); r != nil {
+			return all(*r), false, false
+		}
+		return d.send(cl, t, host, tlsVerified, m, idx)
+	}
 
 	// The greeting and first EHLO by hand, to choose TLS before go-smtp's
 	// client takes over.
@@ -178,8 +207,9 @@ func (d *Deliverer) transaction(ctx context.Context, host, addr, mode string, m 
 		if code, text, err = readReply(br); err != nil || code != 220 {
 			return all(tempFail("4.7.0 %s: STARTTLS: %d %s %v", host, code, text, err)), true, true
 		}
-		cfg := &tls.Config{ServerName: host, RootCAs: d.cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		cfg := tlsConfig
 		if mode == tlsUnverified {
+			cfg = tlsConfig.Clone()
 			cfg.InsecureSkipVerify = true
 		}
 		tc := tls.Client(conn, cfg)
@@ -202,14 +232,51 @@ func (d *Deliverer) transaction(ctx context.Context, host, addr, mode string, m 
 	if err := cl.Hello(d.cfg.Hostname); err != nil {
 		return all(smtpResult(host, "EHLO", err)), true, false
 	}
-	return d.send(cl, host, actual, m, idx)
+	if t.Type == "submission" {
+		if actual != tlsVerified {
+			return all(tempFail("4.7.10 %s offers no STARTTLS: not sending the password in the clear", host)), false, false
+		}
+		if r := d.authenticate(cl, t, host); r != nil {
+			return all(*r), false, false
+		}
+	}
+	return d.send(cl, t, host, actual, m, idx)
+}
+
+// authenticate logs in to a submission relay with the configured
+// mechanism or the strongest offered. A failure is temporary: the
+// operator can fix the password while the mail waits.
+func (d *Deliverer) authenticate(cl *smtp.Client, t *Transport, host string) *result {
+	if t.User == "" {
+		return nil
+	}
+	_, offered := cl.Extension("AUTH")
+	mechs := strings.Fields(strings.ToUpper(offered))
+	mech := ""
+	for _, m := range auth.ClientMechanisms {
+		if (t.Mechanism == "" || strings.EqualFold(t.Mechanism, m)) && slices.Contains(mechs, m) {
+			mech = m
+			break
+		}
+	}
+	if mech == "" {
+		r := tempFail("4.7.0 %s offers AUTH %q, none we can use", host, offered)
+		return &r
+	}
+	sc, _ := auth.NewClient(mech, t.User, t.Password)
+	if err := cl.Auth(sc); err != nil {
+		r := tempFail("4.7.0 %s: AUTH %s as %s: %v", host, mech, t.User, err)
+		return &r
+	}
+	d.cfg.Log.Debug("authenticated to the relay", "host", host, "mechanism", mech)
+	return nil
 }
 
 // send runs MAIL, RCPT and DATA on an open session.
-func (d *Deliverer) send(cl *smtp.Client, host, mode string, m *queue.Message, idx []int) ([]result, bool, bool) {
+func (d *Deliverer) send(cl *smtp.Client, t *Transport, host, mode string, m *queue.Message, idx []int) ([]result, bool, bool) {
 	out := make([]result, len(idx))
 	all := func(r result) []result {
-		r.host, r.tls = host, mode
+		r.host, r.tls, r.transport = host, mode, t.Name
 		for i := range out {
 			out[i] = r
 		}
@@ -250,7 +317,7 @@ func (d *Deliverer) send(cl *smtp.Client, host, mode string, m *queue.Message, i
 		}
 		if err := cl.Rcpt(r.Address, ropts); err != nil {
 			out[k] = smtpResult(host, "RCPT", err)
-			out[k].host, out[k].tls = host, mode
+			out[k].host, out[k].tls, out[k].transport = host, mode, t.Name
 			if isConnError(err) {
 				return all(out[k]), true, false
 			}
@@ -283,7 +350,7 @@ func (d *Deliverer) send(cl *smtp.Client, host, mode string, m *queue.Message, i
 	}
 	for k := range out {
 		if out[k].reply == "accepted" {
-			out[k] = result{reply: "250 " + resp.StatusText, host: host, tls: mode}
+			out[k] = result{reply: "250 " + resp.StatusText, host: host, tls: mode, transport: t.Name}
 		}
 	}
 	cl.Quit()

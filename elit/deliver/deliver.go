@@ -32,8 +32,12 @@ type Config struct {
 	Hostname string            // in EHLO and in DSNs
 	Log      *slog.Logger
 
-	// Smarthost, when set (host:port), receives all mail: no MX lookup.
+	// Smarthost, when set (host:port), receives all mail not routed
+	// elsewhere: no MX lookup.
 	Smarthost string
+	// Transports by name, and the Routes that pick them (see Route).
+	Transports map[string]*Transport
+	Routes     []Route
 	// Port is the destination port of direct delivery ("25").
 	Port string
 	// RootCAs verify the destination's certificate; nil is the system's.
@@ -94,10 +98,17 @@ type Deliverer struct {
 // New returns a Deliverer.
 func New(cfg Config) (*Deliverer, error) {
 	cfg.setDefaults()
-	if cfg.Queue == nil || cfg.Hostname == "" || (cfg.Resolver == nil && cfg.Smarthost == "") {
-		return nil, errors.New("deliver: Queue, Hostname and a Resolver or Smarthost are required")
+	if cfg.Queue == nil || cfg.Hostname == "" {
+		return nil, errors.New("deliver: Queue and Hostname are required")
 	}
-	return &Deliverer{cfg: cfg, wake: make(chan struct{}, 1), due: map[string]time.Time{}, inflight: map[string]bool{}}, nil
+	d := &Deliverer{cfg: cfg, wake: make(chan struct{}, 1), due: map[string]time.Time{}, inflight: map[string]bool{}}
+	if err := d.setupTransports(); err != nil {
+		return nil, err
+	}
+	if cfg.Resolver == nil && d.transportFor(&queue.Message{}, queue.Recipient{Address: "x@example.com"}).Type == "direct" {
+		return nil, errors.New("deliver: direct delivery needs a Resolver")
+	}
+	return d, nil
 }
 
 // Notify schedules a newly queued message at once. It does not block.
@@ -225,9 +236,13 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 	}
 	now := d.cfg.Now()
 	expired := now.Sub(m.Received) > d.cfg.Lifetime
-	// Recipients due now, by destination domain.
-	byDomain := map[string][]int{}
-	var order []string
+	// Recipients due now, by transport and destination domain.
+	type key struct {
+		t      *Transport
+		domain string
+	}
+	byDomain := map[key][]int{}
+	var order []key
 	for i, r := range m.Recipients {
 		if r.Status != queue.Pending || r.NextAttempt.After(now) {
 			continue
@@ -237,21 +252,21 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 			m.Recipients[i].LastError = "5.4.7 delivery time expired: " + r.LastError
 			continue
 		}
-		dom := domainOf(r.Address)
-		if d.cfg.Smarthost != "" {
-			dom = ""
+		k := key{d.transportFor(m, r), domainOf(r.Address)}
+		if k.t.Type != "direct" {
+			k.domain = "" // one transaction to the relay for every domain
 		}
-		if _, ok := byDomain[dom]; !ok {
-			order = append(order, dom)
+		if _, ok := byDomain[k]; !ok {
+			order = append(order, k)
 		}
-		byDomain[dom] = append(byDomain[dom], i)
+		byDomain[k] = append(byDomain[k], i)
 	}
-	for _, dom := range order {
+	for _, k := range order {
 		if ctx.Err() != nil {
 			break
 		}
-		idx := byDomain[dom]
-		res := d.deliverDomain(ctx, m, dom, idx)
+		idx := byDomain[k]
+		res := d.deliverDomain(ctx, m, k.t, k.domain, idx)
 		for k, i := range idx {
 			d.record(m, i, res[k], now)
 		}
@@ -296,7 +311,7 @@ func (d *Deliverer) record(m *queue.Message, i int, res result, now time.Time) {
 	r.Attempts++
 	log := d.cfg.Log.With("id", m.ID, "to", r.Address, "attempt", r.Attempts)
 	if res.host != "" {
-		log = log.With("host", res.host, "tls", res.tls)
+		log = log.With("host", res.host, "tls", res.tls, "transport", res.transport)
 	}
 	switch {
 	case res.err == nil:
@@ -337,6 +352,7 @@ type result struct {
 	permanent bool
 	reply     string
 	host, tls string
+	transport string
 }
 
 func tempFail(format string, args ...any) result {

@@ -128,3 +128,52 @@ func TestExpiryBounces(t *testing.T) {
 		}
 	}
 }
+
+func TestRoutes(t *testing.T) {
+	q, _ := queue.Open(t.TempDir())
+	d, err := New(Config{Queue: q, Hostname: "mx.example.org", Resolver: &dns.Mem{},
+		Transports: map[string]*Transport{
+			"relay":  {Type: "smarthost", Host: "relay.example:25"},
+			"user":   {Type: "submission", Host: "smtp.example:587", User: "u", Password: "p"},
+			"domain": {Type: "smarthost", Host: "d.example:25"},
+			"late":   {Type: "smarthost", Host: "late.example:25"},
+		},
+		Routes: []Route{
+			{ToDomains: []string{"gmail.com"}, Transport: "relay"},
+			{MinAttempt: 4, Transport: "late"},
+			{FromDomains: []string{"other.org"}, Transport: "domain"},
+			{User: "din", Transport: "user"},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		user, from, to string
+		attempts       int
+		want           string
+	}{
+		{"din", "din@example.org", "x@gmail.com", 0, "user"},     // user routes first
+		{"", "a@other.org", "x@gmail.com", 0, "domain"},          // then sender domain routes
+		{"", "a@example.net", "x@GMAIL.com", 0, "relay"},         // then the rest, in order
+		{"", "a@example.net", "x@example.com", 0, "direct"},      // no match
+		{"", "a@example.net", "x@example.com", 3, "late"},        // the 4th attempt
+		{"bob", "bob@example.org", "x@example.com", 2, "direct"}, // the 3rd
+	} {
+		m := &queue.Message{From: c.from, AuthUser: c.user}
+		got := d.transportFor(m, queue.Recipient{Address: c.to, Attempts: c.attempts})
+		if got.Name != c.want {
+			t.Errorf("%+v: %s", c, got.Name)
+		}
+	}
+	for _, bad := range []Config{
+		{Transports: map[string]*Transport{"x": {Type: "carrier-pigeon"}}},
+		{Transports: map[string]*Transport{"x": {Type: "smarthost", Host: "nohostport"}}},
+		{Transports: map[string]*Transport{"x": {Type: "smarthost", Host: "h:25", User: "u", Password: "p"}}},
+		{Routes: []Route{{Transport: "missing"}}},
+	} {
+		bad.Queue, bad.Hostname, bad.Resolver = q, "mx.example.org", &dns.Mem{}
+		if _, err := New(bad); err == nil {
+			t.Errorf("accepted %+v", bad)
+		}
+	}
+}

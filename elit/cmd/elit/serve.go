@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -47,6 +48,8 @@ type serveConfig struct {
 	retryFirst, retryMax, lifetime            time.Duration
 	maxDeliveries                             int
 	extraDomains                              []string
+	transports                                map[string]*deliver.Transport
+	routes                                    []deliver.Route
 	dbInterval                                time.Duration
 	sectorSize                                int
 	maxSize                                   int64
@@ -68,7 +71,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	c := &serveConfig{}
 	fs := flag.NewFlagSet("elit serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "JSON `file` of settings: the flag names as keys (\"max-size\": 1000000), plus \"domains\": [...] for more local domains; flags given on the command line win")
+	configFile := fs.String("config", "", "JSON `file` of settings: the flag names as keys (\"max-size\": 1000000), plus \"domains\": [...] for more local domains, \"transports\": {name: {type, host, tls, user, password, mechanism, ca-file, socks5}} and \"routes\": [{user, from-domains, to-domains, min-attempt, transport}]; flags given on the command line win")
 	fs.StringVar(&c.domain, "domain", "", "the mail `domain`: names without @ in the user database are at it (required)")
 	fs.StringVar(&c.hostname, "hostname", "", "host `name` in the greeting, EHLO, Received and the self-signed certificate (default: the system host name if it has a dot, else mail.DOMAIN)")
 	fs.StringVar(&c.db, "db", "", "user database: a OneFFS image `file` or block device holding the JSON")
@@ -136,9 +139,20 @@ func applyConfigFile(fs *flag.FlagSet, c *serveConfig, path string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	for k, raw := range m {
-		if k == "domains" {
+		switch k {
+		case "domains":
 			if err := json.Unmarshal(raw, &c.extraDomains); err != nil {
 				return configErr("config %s: domains: want a list of domain names", path)
+			}
+			continue
+		case "transports":
+			if err := strictJSON(raw, &c.transports); err != nil {
+				return configErr("config %s: transports: %w", path, err)
+			}
+			continue
+		case "routes":
+			if err := strictJSON(raw, &c.routes); err != nil {
+				return configErr("config %s: routes: %w", path, err)
 			}
 			continue
 		}
@@ -159,6 +173,12 @@ func applyConfigFile(fs *flag.FlagSet, c *serveConfig, path string) error {
 		}
 	}
 	return nil
+}
+
+func strictJSON(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 func cmdServe(args []string, stderr io.Writer) int {
@@ -361,6 +381,8 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 			Hostname:    c.hostname,
 			Log:         log.With("job", "deliver"),
 			Smarthost:   c.smarthost,
+			Transports:  c.transports,
+			Routes:      c.routes,
 			Port:        c.deliveryPort,
 			FirstRetry:  c.retryFirst,
 			MaxRetry:    c.retryMax,
