@@ -140,6 +140,19 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
+// Attach opens the queue in dir for a tool, leaving alone the temporary
+// files of a server that may be writing into it.
+func Attach(dir string) (*Store, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("queue directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("queue directory: %s is not a directory", dir)
+	}
+	return &Store{dir: dir, now: time.Now}, nil
+}
+
 // Dir returns the queue directory.
 func (s *Store) Dir() string { return s.dir }
 

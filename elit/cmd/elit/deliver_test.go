@@ -460,3 +460,74 @@ func socks5Server(t *testing.T) (string, <-chan string) {
 	}()
 	return l.Addr().String(), seen
 }
+
+// TestQueueOps: hold, release, retry and drop through the running server's
+// control socket, and drop on the files when no server runs.
+func TestQueueOps(t *testing.T) {
+	sk := startSink(t, "", "-r", "RCPT")
+	_, port, _ := net.SplitHostPort(sk.addr)
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
+	s := deliveryServer(t, resolver, port, "-retry-first", "1h", "-retry-max", "2h")
+	send := func() string {
+		c := dialRaw(t, s.mx)
+		c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
+		c.expect("250")
+		c.expect("250")
+		c.expect("250")
+		c.expect("354")
+		c.send("Subject: ops\r\n\r\nhello\r\n.\r\n")
+		return queued(c.expect("250"))[0]
+	}
+	id := send()
+	q := openQueue(t, s)
+	status := func(id string) string {
+		m, err := q.Get(id)
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%s/%d", m.Recipients[0].Status, m.Recipients[0].Attempts)
+	}
+	waitFor(t, "the first attempt", func() bool { return status(id) == "pending/1" })
+	elit := func(args ...string) string {
+		t.Helper()
+		code, out := runTool(t, "", elitBinary(t), append([]string{"queue", "-state", s.state}, args...)...)
+		if code != 0 {
+			t.Fatalf("elit queue %v: exit %d: %s", args, code, out)
+		}
+		return out
+	}
+	if out := elit("hold", id); !strings.Contains(out, "1 recipients") || status(id) != "held/1" {
+		t.Errorf("hold: %s, %s", out, status(id))
+	}
+	elit("release", id)
+	waitFor(t, "a second attempt after release", func() bool { return status(id) == "pending/2" })
+	elit("retry", id)
+	waitFor(t, "a third attempt after retry", func() bool { return status(id) == "pending/3" })
+	elit("drop", id)
+	if _, err := q.Get(id); err == nil {
+		t.Errorf("dropped, still queued")
+	}
+	waitLog(t, s, "bounce queued")
+	if code, out := runTool(t, "", elitBinary(t), "queue", "-state", s.state, "hold", "20260101T000000-000000000000"); code == 0 {
+		t.Errorf("hold of a missing message: %s", out)
+	}
+	// Offline: no server, the command edits the files.
+	id2 := send()
+	s.stop()
+	if out := elit("-no-bounce", "drop", id2); !strings.Contains(out, "drop-quietly") {
+		t.Errorf("offline drop: %s", out)
+	}
+	msgs, _ := q.List()
+	bounces := 0
+	for _, m := range msgs {
+		if m.ID == id2 {
+			t.Errorf("offline drop left the message")
+		}
+		if m.From == "" && m.Recipients[0].Address == "sender@example.net" {
+			bounces++
+		}
+	}
+	if bounces != 1 { // the online drop's (the sink defers it); none from -no-bounce
+		t.Errorf("%d bounces queued, want 1", bounces)
+	}
+}

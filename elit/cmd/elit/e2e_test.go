@@ -23,7 +23,7 @@ import (
 
 func openQueue(t *testing.T, s *server) *queue.Store {
 	t.Helper()
-	q, err := queue.Open(filepath.Join(s.state, "queue"))
+	q, err := queue.Attach(filepath.Join(s.state, "queue"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 //	elit serve -domain DOMAIN (-db IMG | -db-json FILE) [flags]  run the server
 //	elit passwd [-cram-md5] [-name NAME -mailbox ADDR...]   make the password fields of a user
 //	elit db check -domain DOMAIN FILE|IMG                    check a user database
-//	elit queue [-state DIR] list | show ID                   read the queue
+//	elit queue [-state DIR] list|show|hold|release|retry|drop ID  the queue
 package main
 
 import (
@@ -54,7 +54,8 @@ func usage(w io.Writer) {
   elit db check -domain DOMAIN [-b N] FILE|IMG
         check a user database (a JSON file, or a OneFFS image or partition)
         and print each problem with its entry index
-  elit queue [-state DIR] list | show ID
-        list the queued messages, or show one's envelope and delivery state
+  elit queue [-state DIR] list | show ID | hold ID | release ID | retry ID | [-no-bounce] drop ID
+        list the queued messages, show one's envelope and delivery state, or
+        act on one (through the running server, or on the files)
 `)
 }

@@ -1,24 +1,114 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
 
+	"elit.local/elit/deliver"
+	"elit.local/elit/dns"
 	"elit.local/elit/queue"
 )
 
+// controlSocket is where elit serve takes operator commands.
+func controlSocket(state string) string { return filepath.Join(state, "control.sock") }
+
+// queueCommand sends an operator command to the running server, or, when
+// none runs, carries it out on the queue files itself.
+func queueCommand(state, cmd, id string) (string, error) {
+	c, err := net.DialTimeout("unix", controlSocket(state), 5*time.Second)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		q, err := queue.Open(filepath.Join(state, "queue"))
+		if err != nil {
+			return "", err
+		}
+		d, err := deliver.New(deliver.Config{Queue: q, Hostname: "localhost", Resolver: &dns.Mem{}})
+		if err != nil {
+			return "", err
+		}
+		return d.Do(context.Background(), cmd, id)
+	}
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	fmt.Fprintf(c, "%s %s\n", cmd, id)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("control socket: %w", err)
+	}
+	line = strings.TrimSpace(line)
+	if msg, ok := strings.CutPrefix(line, "error: "); ok {
+		return "", errors.New(msg)
+	}
+	return strings.TrimPrefix(line, "ok: "), nil
+}
+
+// serveControl answers operator commands on the control socket: one line
+// "COMMAND ID" in, one line "ok: ..." or "error: ..." out.
+func serveControl(ctx context.Context, state string, d *deliver.Deliverer, log *slog.Logger) error {
+	path := controlSocket(state)
+	os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return err
+	}
+	os.Chmod(path, 0o600)
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				line, err := bufio.NewReader(io.LimitReader(c, 1024)).ReadString('\n')
+				if err != nil {
+					return
+				}
+				cmd, id, _ := strings.Cut(strings.TrimSpace(line), " ")
+				out, err := d.Do(ctx, cmd, id)
+				if err != nil {
+					fmt.Fprintf(c, "error: %v\n", err)
+					return
+				}
+				fmt.Fprintf(c, "ok: %s\n", out)
+			}()
+		}
+	}()
+	log.Debug("control socket", "path", path)
+	return nil
+}
+
 // cmdQueue reads the queue: list (one line a message) or show ID (the
-// envelope and delivery state as stored).
+// envelope and delivery state as stored), and acts on it: hold, release,
+// retry, drop — through the running server's control socket, or on the
+// files when no server runs.
 func cmdQueue(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("elit queue", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	state := fs.String("state", "/perm/elit", "the state directory (the queue is its queue/)")
+	noBounce := fs.Bool("no-bounce", false, "drop: do not tell the sender")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: elit queue [-state DIR] list | show ID")
+		fmt.Fprintln(stderr, "usage: elit queue [-state DIR] list | show ID | hold ID | release ID | retry ID | [-no-bounce] drop ID")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -29,7 +119,20 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "elit queue: %v\n", err)
 		return exitFailure
 	}
-	s, err := queue.Open(dir)
+	if fs.NArg() == 2 && slices.Contains([]string{"hold", "release", "retry", "drop"}, fs.Arg(0)) {
+		cmd := fs.Arg(0)
+		if cmd == "drop" && *noBounce {
+			cmd = "drop-quietly"
+		}
+		out, err := queueCommand(*state, cmd, fs.Arg(1))
+		if err != nil {
+			fmt.Fprintf(stderr, "elit queue: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintln(stdout, out)
+		return exitOK
+	}
+	s, err := queue.Attach(dir)
 	if err != nil {
 		fmt.Fprintf(stderr, "elit queue: %v\n", err)
 		return exitFailure

@@ -373,7 +373,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	notify := holdDeliverer(log)
 	var deliverer *deliver.Deliverer
-	if c.deliver {
+	{
 		deliverer, err = deliver.New(deliver.Config{
 			Queue:       q,
 			Resolver:    &dns.Client{Server: c.resolver},
@@ -392,7 +392,9 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		if err != nil {
 			return configErr("%w", err)
 		}
-		notify = deliverer.Notify
+		if c.deliver {
+			notify = deliverer.Notify
+		}
 	}
 
 	srv, err := receive.New(receive.Config{
@@ -466,8 +468,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 
 	log.Info("elit serving", "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver, "smarthost", c.smarthost, "deliver", c.deliver)
+	if err := serveControl(ctx, c.state, deliverer, log); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
 	var wg sync.WaitGroup
-	if deliverer != nil {
+	if c.deliver {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
