@@ -137,7 +137,9 @@ func TestQueue(t *testing.T) {
 		{[]string{"queue", "-state", state, "show", "nope"}, exitFailure},
 		{[]string{"queue", "-state", filepath.Join(state, "missing"), "list"}, exitFailure},
 		{[]string{"queue", "-state", state}, exitUsage},
-		{[]string{"queue", "-state", state, "drop", m.ID}, exitUsage},
+		{[]string{"queue", "-state", state, "bury", m.ID}, exitUsage},
+		{[]string{"queue", "-state", state, "hold", "nope"}, exitFailure},
+		{[]string{"queue", "-state", state, "-no-bounce", "drop", m.ID}, exitOK},
 	} {
 		if code, _, _ := runElit("", c.args...); code != c.code {
 			t.Errorf("%q: exit %d, want %d", c.args, code, c.code)
