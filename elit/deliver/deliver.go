@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"elit.local/elit/dns"
+	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/userdb"
 )
@@ -83,6 +84,13 @@ func (c *Config) setDefaults() {
 		c.Dial = d.DialContext
 	}
 }
+
+var (
+	deliveriesTotal  = metrics.Default.NewCounterVec("elit_deliveries_total", "Recipient delivery attempts, by result (delivered, deferred, failed).", "result")
+	bouncesTotal     = metrics.Default.NewCounter("elit_bounces_total", "Delivery status notifications queued.")
+	transactionTime  = metrics.Default.NewSeconds("elit_delivery_seconds_total", "Time spent in delivery attempts (per transport and domain).")
+	transactionCount = metrics.Default.NewCounter("elit_delivery_transactions_total", "Delivery attempts (per transport and domain); with elit_delivery_seconds_total, the mean latency.")
+)
 
 // Deliverer runs deliveries. Notify tells it of a new message; Run does
 // the work until its context ends.
@@ -161,6 +169,11 @@ func (d *Deliverer) Run(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	d.cfg.Log.Info("delivery started", "queued", len(msgs))
+	metrics.Default.SetGaugeFunc("elit_queue_messages", "Queued messages with something left to do.", func() float64 {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return float64(len(d.due))
+	})
 	sem := make(chan struct{}, d.cfg.MaxParallel)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -266,7 +279,10 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 			break
 		}
 		idx := byDomain[k]
+		start := time.Now()
 		res := d.deliverDomain(ctx, m, k.t, k.domain, idx)
+		transactionTime.Add(time.Since(start))
+		transactionCount.Inc()
 		for k, i := range idx {
 			d.record(m, i, res[k], now)
 		}
@@ -315,14 +331,17 @@ func (d *Deliverer) record(m *queue.Message, i int, res result, now time.Time) {
 	}
 	switch {
 	case res.err == nil:
+		deliveriesTotal.Inc("delivered")
 		r.Status = queue.Delivered
 		r.LastError = ""
 		log.Info("delivered", "reply", res.reply)
 	case res.permanent:
+		deliveriesTotal.Inc("failed")
 		r.Status = queue.Failed
 		r.LastError = res.err.Error()
 		log.Warn("delivery failed", "err", res.err)
 	default:
+		deliveriesTotal.Inc("deferred")
 		r.LastError = res.err.Error()
 		r.NextAttempt = now.Add(d.backoff(r.Attempts))
 		log.Info("delivery deferred", "err", res.err, "next", r.NextAttempt.Format(time.RFC3339))

@@ -50,6 +50,7 @@ func (d *Deliverer) bounce(m *queue.Message) error {
 		if err := d.cfg.Queue.Put(b, bytes.NewReader(data)); err != nil {
 			return fmt.Errorf("queueing the bounce: %w", err)
 		}
+		bouncesTotal.Inc()
 		d.cfg.Log.Info("bounce queued", "id", m.ID, "bounce", b.ID, "to", sender, "recipients", len(report))
 		d.Notify(b)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"elit.local/elit/auth"
+	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	esmtp "elit.local/elit/smtp"
 	"elit.local/elit/srs"
@@ -25,6 +26,12 @@ import (
 func smtpErr(code int, ec smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: fmt.Sprintf(format, args...)}
 }
+
+var (
+	receivedTotal     = metrics.Default.NewCounterVec("elit_received_messages_total", "Messages queued, by listener.", "listener")
+	authFailuresTotal = metrics.Default.NewCounter("elit_auth_failures_total", "Failed SASL authentications.")
+	rcptRefusedTotal  = metrics.Default.NewCounterVec("elit_recipients_refused_total", "RCPT commands refused, by reason.", "reason")
+)
 
 var (
 	errAuthRequired = smtpErr(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
@@ -127,6 +134,7 @@ func (g *guardedAuth) Next(response []byte) ([]byte, bool, error) {
 	}
 	ss := g.ss
 	ss.authFailures++
+	authFailuresTotal.Inc()
 	ipFailures := ss.s.failures.add(ss.ip)
 	var ae *auth.Error
 	errors.As(err, &ae)
@@ -214,6 +222,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		switch {
 		case errors.Is(err, userdb.ErrUnknown):
 			ss.log.Info("recipient refused: unknown", "to", to)
+			rcptRefusedTotal.Inc("unknown")
 			return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "<%s>: no such user here", to)
 		case err != nil:
 			ss.log.Error("recipient refused: cannot expand", "to", to, "err", err)
@@ -225,6 +234,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		targets = []string{to}
 	default:
 		ss.log.Info("recipient refused: relay", "to", to, "from", ss.from)
+		rcptRefusedTotal.Inc("relay")
 		return smtpErr(554, smtp.EnhancedCode{5, 7, 1}, "<%s>: relay access denied", to)
 	}
 	var notify, orcpt string
@@ -356,6 +366,7 @@ func (ss *session) Data(r io.Reader) error {
 		ss.log.Error("cannot queue", "err", err)
 		return errTempQueue
 	}
+	receivedTotal.Inc(ss.mode.String())
 	ss.log.Info("queued", "id", m.ID, "from", m.From, "recipients", len(m.Recipients), "size", m.Size, "tls", isTLS)
 	ss.s.cfg.Deliver(m)
 	ss.junk = -1 // the Reset that follows DATA is not junk

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +135,7 @@ func TestDeliverForward(t *testing.T) {
 	sk := startSink(t, "")
 	_, port, _ := net.SplitHostPort(sk.addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
-	s := deliveryServer(t, resolver, port)
+	s := deliveryServer(t, resolver, port, "-metrics-addr", "127.0.0.1:0")
 	needTools(t, "swaks")
 	if code, out := s.swaks(s.mx, "--from", "sender@example.net", "--to", "team@example.org"); code != 0 {
 		t.Fatalf("swaks: %d\n%s", code, out)
@@ -148,6 +149,24 @@ func TestDeliverForward(t *testing.T) {
 	q := openQueue(t, s)
 	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
 	waitLog(t, s, "msg=delivered")
+
+	// The metrics say so.
+	addr := regexp.MustCompile(`msg="metrics listening" addr=(\S+)`).FindStringSubmatch(s.logText())
+	if addr == nil {
+		t.Fatalf("no metrics address in the log")
+	}
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`elit_deliveries_total{result="delivered"} 2`, `elit_received_messages_total{listener="mx"} 1`,
+		"elit_queue_messages 0", "# TYPE elit_delivery_seconds_total counter"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
 
 	// The forwarded message's envelope sender is an SRS0 address at our
 	// domain that encodes the original sender.

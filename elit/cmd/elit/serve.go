@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
+	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
 	esmtp "elit.local/elit/smtp"
@@ -44,6 +46,7 @@ type serveConfig struct {
 	mxAddr, submissionAddr, submissionsAddr   string
 	tlsCert, tlsKey, resolver, postmaster     string
 	logLevel, smarthost, deliveryPort         string
+	metricsAddr                               string
 	deliver, useSRS                           bool
 	retryFirst, retryMax, lifetime            time.Duration
 	maxDeliveries                             int
@@ -107,6 +110,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.DurationVar(&c.retryMax, "retry-max", 8*time.Hour, "longest delay between two attempts")
 	fs.DurationVar(&c.lifetime, "queue-lifetime", 5*24*time.Hour, "how long to retry before bouncing")
 	fs.IntVar(&c.maxDeliveries, "max-deliveries", 20, "messages in delivery at once")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (\"\" disables; keep it on a private address)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: elit serve -domain DOMAIN (-db IMG | -db-json FILE) [flags]")
@@ -468,6 +472,21 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 
 	log.Info("elit serving", "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver, "smarthost", c.smarthost, "deliver", c.deliver)
+	if c.metricsAddr != "" {
+		ml, err := net.Listen("tcp", c.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Default)
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(ml)
+		go func() {
+			<-ctx.Done()
+			hs.Close()
+		}()
+		log.Info("metrics listening", "addr", ml.Addr().String())
+	}
 	if err := serveControl(ctx, c.state, deliverer, log); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
