@@ -44,11 +44,14 @@ type Config struct {
 	// RootCAs verify the destination's certificate; nil is the system's.
 	RootCAs *x509.CertPool
 
-	FirstRetry  time.Duration // delay after the first failure (5 min), doubling
-	MaxRetry    time.Duration // longest delay between attempts (8 h)
-	Lifetime    time.Duration // then the message bounces (5 days)
-	MaxParallel int           // messages in delivery at once (20)
-	Timeout     time.Duration // per SMTP command (5 min), connect (30 s)
+	FirstRetry time.Duration // delay after the first failure (5 min), doubling
+	MaxRetry   time.Duration // longest delay between attempts (8 h)
+	Lifetime   time.Duration // then the message bounces (5 days)
+	// DelayWarning is when the sender is told that a message is still
+	// being retried (4 h; negative: never).
+	DelayWarning time.Duration
+	MaxParallel  int           // messages in delivery at once (20)
+	Timeout      time.Duration // per SMTP command (5 min), connect (30 s)
 
 	Now  func() time.Time
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -66,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Lifetime == 0 {
 		c.Lifetime = 5 * 24 * time.Hour
+	}
+	if c.DelayWarning == 0 {
+		c.DelayWarning = 4 * time.Hour
 	}
 	if c.MaxParallel == 0 {
 		c.MaxParallel = 20
@@ -294,6 +300,9 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 	}
 	if err := d.bounce(m); err != nil {
 		log.Error("bounce", "err", err)
+	}
+	if err := d.warnDelayed(m, d.cfg.Now()); err != nil {
+		log.Error("delay notice", "err", err)
 	}
 	if m.Done() {
 		if err := d.cfg.Queue.Remove(m.ID); err != nil {

@@ -177,3 +177,49 @@ func TestRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestDelayNotice: a recipient still deferred after DelayWarning gets one
+// "delayed" DSN, not one per attempt, and none with NOTIFY=FAILURE.
+func TestDelayNotice(t *testing.T) {
+	r := &dns.Mem{Fail: map[string]error{"example.com": errors.New("SERVFAIL")}}
+	d := newTest(t, r)
+	q := d.cfg.Queue
+	m := &queue.Message{From: "sender@example.net", Received: time.Now().Add(-5 * time.Hour),
+		Recipients: []queue.Recipient{
+			{Address: "a@example.com", Attempts: 3},
+			{Address: "b@example.com", Attempts: 3, Notify: "FAILURE"},
+		}}
+	if err := q.Put(m, strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	d.process(context.Background(), m.ID)
+	again, _ := q.Get(m.ID)
+	for i := range again.Recipients {
+		again.Recipients[i].NextAttempt = time.Time{}
+	}
+	q.Update(again)
+	d.process(context.Background(), m.ID)
+	msgs, _ := q.List()
+	var notices []*queue.Message
+	for _, x := range msgs {
+		if x.From == "" {
+			notices = append(notices, x)
+		}
+	}
+	if len(notices) != 1 {
+		t.Fatalf("%d notices, want 1", len(notices))
+	}
+	f, _ := q.Data(notices[0].ID)
+	defer f.Close()
+	b := make([]byte, 8192)
+	n, _ := f.Read(b)
+	body := string(b[:n])
+	for _, want := range []string{"Action: delayed", "Status: 4.4.3", "Will-Retry-Until: ", "Final-Recipient: rfc822;a@example.com"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("notice lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "b@example.com") {
+		t.Errorf("NOTIFY=FAILURE recipient in a delay notice")
+	}
+}

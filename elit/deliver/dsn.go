@@ -33,26 +33,13 @@ func (d *Deliverer) bounce(m *queue.Message) error {
 		}
 	}
 	if len(report) > 0 {
-		data, err := d.dsn(m, sender, report)
+		data, err := d.dsn(m, sender, report, false)
 		if err != nil {
 			return err
 		}
-		rcpts := []queue.Recipient{{Address: sender}}
-		if db := d.db(); db != nil && db.IsLocalDomain(domainOf(sender)) {
-			if exp, err := db.Expand(sender); err == nil {
-				rcpts = nil
-				for _, a := range exp {
-					rcpts = append(rcpts, queue.Recipient{Address: a, Original: sender})
-				}
-			}
+		if err := d.queueDSN(m, sender, data, "bounce queued", len(report)); err != nil {
+			return err
 		}
-		b := &queue.Message{From: "", Recipients: rcpts, Body: "8BITMIME"}
-		if err := d.cfg.Queue.Put(b, bytes.NewReader(data)); err != nil {
-			return fmt.Errorf("queueing the bounce: %w", err)
-		}
-		bouncesTotal.Inc()
-		d.cfg.Log.Info("bounce queued", "id", m.ID, "bounce", b.ID, "to", sender, "recipients", len(report))
-		d.Notify(b)
 	}
 	changed := false
 	for i := range m.Recipients {
@@ -63,6 +50,64 @@ func (d *Deliverer) bounce(m *queue.Message) error {
 	if changed {
 		return d.cfg.Queue.Update(m)
 	}
+	return nil
+}
+
+// warnDelayed sends one delay notice (RFC 3464 "delayed") for the
+// recipients still pending DelayWarning after the message arrived, when
+// their NOTIFY allows it (absent, or with DELAY: RFC 3461 §4.1).
+func (d *Deliverer) warnDelayed(m *queue.Message, now time.Time) error {
+	if d.cfg.DelayWarning <= 0 || now.Sub(m.Received) < d.cfg.DelayWarning {
+		return nil
+	}
+	sender := m.From
+	if m.OrigFrom != "" {
+		sender = m.OrigFrom
+	}
+	var report []int
+	changed := false
+	for i, r := range m.Recipients {
+		if r.Status != queue.Pending || r.Attempts == 0 || r.DelayWarned {
+			continue
+		}
+		if sender != "" && (r.Notify == "" || strings.Contains(strings.ToUpper(r.Notify), "DELAY")) {
+			report = append(report, i)
+		}
+		m.Recipients[i].DelayWarned, changed = true, true
+	}
+	if !changed {
+		return nil
+	}
+	if len(report) > 0 {
+		data, err := d.dsn(m, sender, report, true)
+		if err != nil {
+			return err
+		}
+		if err := d.queueDSN(m, sender, data, "delay notice queued", len(report)); err != nil {
+			return err
+		}
+	}
+	return d.cfg.Queue.Update(m)
+}
+
+// queueDSN queues a notification to sender (expanded when local).
+func (d *Deliverer) queueDSN(m *queue.Message, sender string, data []byte, what string, n int) error {
+	rcpts := []queue.Recipient{{Address: sender}}
+	if db := d.db(); db != nil && db.IsLocalDomain(domainOf(sender)) {
+		if exp, err := db.Expand(sender); err == nil {
+			rcpts = nil
+			for _, a := range exp {
+				rcpts = append(rcpts, queue.Recipient{Address: a, Original: sender})
+			}
+		}
+	}
+	b := &queue.Message{From: "", Recipients: rcpts, Body: "8BITMIME"}
+	if err := d.cfg.Queue.Put(b, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("queueing a DSN: %w", err)
+	}
+	bouncesTotal.Inc()
+	d.cfg.Log.Info(what, "id", m.ID, "dsn", b.ID, "to", sender, "recipients", n)
+	d.Notify(b)
 	return nil
 }
 
@@ -79,7 +124,7 @@ var statusRe = regexp.MustCompile(`^([245])\.(\d{1,3})\.(\d{1,3})\b`)
 // dsn writes the delivery status notification: multipart/report with a
 // human-readable part, the message/delivery-status part and the original
 // header (RFC 3464, RFC 6522).
-func (d *Deliverer) dsn(m *queue.Message, sender string, report []int) ([]byte, error) {
+func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, delayed bool) ([]byte, error) {
 	domain := d.cfg.Hostname
 	if db := d.db(); db != nil {
 		domain = db.Domain()
@@ -92,7 +137,11 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int) ([]byte, 
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
 	w("From: Mail Delivery System <MAILER-DAEMON@%s>", domain)
 	w("To: <%s>", sender)
-	w("Subject: Undelivered Mail Returned to Sender")
+	if delayed {
+		w("Subject: Delayed Mail (still being retried)")
+	} else {
+		w("Subject: Undelivered Mail Returned to Sender")
+	}
 	w("Date: %s", now.Format(time.RFC1123Z))
 	w("Message-ID: <%s.%s@%s>", m.ID, hex.EncodeToString(rnd[:6]), d.cfg.Hostname)
 	w("Auto-Submitted: auto-replied")
@@ -106,8 +155,14 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int) ([]byte, 
 	w("")
 	w("This is the mail system at %s.", d.cfg.Hostname)
 	w("")
-	w("Your message (queued as %s on %s) could not be delivered to", m.ID, m.Received.UTC().Format(time.RFC1123Z))
-	w("the following recipients:")
+	if delayed {
+		w("Your message (queued as %s on %s) has not been delivered yet to", m.ID, m.Received.UTC().Format(time.RFC1123Z))
+		w("the following recipients. Delivery will be retried until %s;", m.Received.Add(d.cfg.Lifetime).UTC().Format(time.RFC1123Z))
+		w("you do not need to send it again.")
+	} else {
+		w("Your message (queued as %s on %s) could not be delivered to", m.ID, m.Received.UTC().Format(time.RFC1123Z))
+		w("the following recipients:")
+	}
 	w("")
 	for _, i := range report {
 		r := m.Recipients[i]
@@ -131,9 +186,13 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int) ([]byte, 
 			w("Original-Recipient: rfc822;%s", r.Original)
 		}
 		w("Final-Recipient: rfc822;%s", r.Address)
-		w("Action: failed")
-		status := "5.0.0"
-		if sm := statusRe.FindStringSubmatch(r.LastError); sm != nil && sm[1] == "5" {
+		action, class := "failed", "5"
+		if delayed {
+			action, class = "delayed", "4"
+		}
+		w("Action: %s", action)
+		status := class + ".0.0"
+		if sm := statusRe.FindStringSubmatch(r.LastError); sm != nil && sm[1] == class {
 			status = sm[0]
 		}
 		w("Status: %s", status)
@@ -144,6 +203,9 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int) ([]byte, 
 			w("Diagnostic-Code: x-elit; %s", oneLine(r.LastError))
 		}
 		w("Last-Attempt-Date: %s", now.Format(time.RFC1123Z))
+		if delayed {
+			w("Will-Retry-Until: %s", m.Received.Add(d.cfg.Lifetime).Format(time.RFC1123Z))
+		}
 	}
 	w("")
 	w("--%s", boundary)

@@ -58,6 +58,8 @@ type Recipient struct {
 	// Bounced is set once the sender has been told of a failure (or
 	// nobody is to be told: null sender, NOTIFY=NEVER).
 	Bounced bool `json:"bounced,omitempty"`
+	// DelayWarned is set once the sender was told of a delay.
+	DelayWarned bool `json:"delay_warned,omitempty"`
 }
 
 // Message is the envelope and delivery state of a queued message.

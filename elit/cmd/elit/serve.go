@@ -48,7 +48,7 @@ type serveConfig struct {
 	logLevel, smarthost, deliveryPort         string
 	metricsAddr                               string
 	deliver, useSRS                           bool
-	retryFirst, retryMax, lifetime            time.Duration
+	retryFirst, retryMax, lifetime, delayWarn time.Duration
 	maxDeliveries                             int
 	extraDomains                              []string
 	transports                                map[string]*deliver.Transport
@@ -110,6 +110,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.DurationVar(&c.retryMax, "retry-max", 8*time.Hour, "longest delay between two attempts")
 	fs.DurationVar(&c.lifetime, "queue-lifetime", 5*24*time.Hour, "how long to retry before bouncing")
 	fs.IntVar(&c.maxDeliveries, "max-deliveries", 20, "messages in delivery at once")
+	fs.DurationVar(&c.delayWarn, "delay-warning", 4*time.Hour, "tell the sender when a message is still undelivered after this long (negative: never)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (\"\" disables; keep it on a private address)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -379,19 +380,20 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	var deliverer *deliver.Deliverer
 	{
 		deliverer, err = deliver.New(deliver.Config{
-			Queue:       q,
-			Resolver:    &dns.Client{Server: c.resolver},
-			Users:       loader.DB,
-			Hostname:    c.hostname,
-			Log:         log.With("job", "deliver"),
-			Smarthost:   c.smarthost,
-			Transports:  c.transports,
-			Routes:      c.routes,
-			Port:        c.deliveryPort,
-			FirstRetry:  c.retryFirst,
-			MaxRetry:    c.retryMax,
-			Lifetime:    c.lifetime,
-			MaxParallel: c.maxDeliveries,
+			Queue:        q,
+			Resolver:     &dns.Client{Server: c.resolver},
+			Users:        loader.DB,
+			Hostname:     c.hostname,
+			Log:          log.With("job", "deliver"),
+			Smarthost:    c.smarthost,
+			Transports:   c.transports,
+			Routes:       c.routes,
+			Port:         c.deliveryPort,
+			FirstRetry:   c.retryFirst,
+			MaxRetry:     c.retryMax,
+			Lifetime:     c.lifetime,
+			DelayWarning: c.delayWarn,
+			MaxParallel:  c.maxDeliveries,
 		})
 		if err != nil {
 			return configErr("%w", err)
