@@ -23,7 +23,7 @@ import (
 // deliverDomain delivers the recipients idx of m with transport t: all at
 // domain for direct delivery, any domain through a relay; in one
 // transaction when it can. It returns one result per recipient.
-func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, t *Transport, domain string, idx []int) []result {
+func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, from string, t *Transport, domain string, idx []int) []result {
 	all := func(r result) []result {
 		out := make([]result, len(idx))
 		for i := range out {
@@ -63,7 +63,7 @@ func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, t *Tran
 		if ctx.Err() != nil {
 			break
 		}
-		res, retryable := d.attempt(ctx, t, tg.host, tg.addr, m, idx)
+		res, retryable := d.attempt(ctx, from, t, tg.host, tg.addr, m, idx)
 		if !retryable {
 			return res
 		}
@@ -120,7 +120,7 @@ const (
 // attempt delivers to one address. retryable reports whether the next
 // address may be tried (the connection failed before the transaction);
 // otherwise the results are final for this round.
-func (d *Deliverer) attempt(ctx context.Context, t *Transport, host, addr string, m *queue.Message, idx []int) (res []result, retryable bool) {
+func (d *Deliverer) attempt(ctx context.Context, from string, t *Transport, host, addr string, m *queue.Message, idx []int) (res []result, retryable bool) {
 	// Without a policy in force (MTA-STS, DANE: the hook is here), a TLS
 	// failure falls back to unverified TLS, then to plaintext. A
 	// submission relay gets our password: verified TLS only.
@@ -130,7 +130,7 @@ func (d *Deliverer) attempt(ctx context.Context, t *Transport, host, addr string
 	}
 	var last []result
 	for _, mode := range modes {
-		res, retry, tlsFailed := d.transaction(ctx, t, host, addr, mode, m, idx)
+		res, retry, tlsFailed := d.transaction(ctx, from, t, host, addr, mode, m, idx)
 		if !tlsFailed {
 			return res, retry
 		}
@@ -141,7 +141,7 @@ func (d *Deliverer) attempt(ctx context.Context, t *Transport, host, addr string
 
 // transaction runs one SMTP session. tlsFailed reports that STARTTLS was
 // offered but could not be completed in this mode.
-func (d *Deliverer) transaction(ctx context.Context, t *Transport, host, addr, mode string, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
+func (d *Deliverer) transaction(ctx context.Context, from string, t *Transport, host, addr, mode string, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
 	all := func(r result) []result {
 		r.host, r.tls, r.transport = host, mode, t.Name
 		out := make([]result, len(idx))
@@ -181,7 +181,7 @@ func (d *Deliverer) transaction(ctx context.Context, t *Transport, host, addr, m
 		if r := d.authenticate(cl, t, host); r != nil {
 			return all(*r), false, false
 		}
-		return d.send(cl, t, host, tlsVerified, m, idx)
+		return d.send(cl, from, t, host, tlsVerified, m, idx)
 	}
 
 	// The greeting and first EHLO by hand, to choose TLS before go-smtp's
@@ -240,7 +240,7 @@ func (d *Deliverer) transaction(ctx context.Context, t *Transport, host, addr, m
 			return all(*r), false, false
 		}
 	}
-	return d.send(cl, t, host, actual, m, idx)
+	return d.send(cl, from, t, host, actual, m, idx)
 }
 
 // authenticate logs in to a submission relay with the configured
@@ -273,7 +273,7 @@ func (d *Deliverer) authenticate(cl *smtp.Client, t *Transport, host string) *re
 }
 
 // send runs MAIL, RCPT and DATA on an open session.
-func (d *Deliverer) send(cl *smtp.Client, t *Transport, host, mode string, m *queue.Message, idx []int) ([]result, bool, bool) {
+func (d *Deliverer) send(cl *smtp.Client, from string, t *Transport, host, mode string, m *queue.Message, idx []int) ([]result, bool, bool) {
 	out := make([]result, len(idx))
 	all := func(r result) []result {
 		r.host, r.tls, r.transport = host, mode, t.Name
@@ -296,7 +296,7 @@ func (d *Deliverer) send(cl *smtp.Client, t *Transport, host, mode string, m *qu
 		opts.Return = smtp.DSNReturn(m.Ret)
 		opts.EnvelopeID = m.EnvID
 	}
-	if err := cl.Mail(m.From, opts); err != nil {
+	if err := cl.Mail(from, opts); err != nil {
 		r := smtpResult(host, "MAIL", err)
 		return all(r), !r.permanent && isConnError(err), false
 	}

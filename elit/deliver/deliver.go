@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"elit.local/elit/dns"
+	"elit.local/elit/lists"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/userdb"
@@ -36,6 +37,9 @@ type Config struct {
 	// Smarthost, when set (host:port), receives all mail not routed
 	// elsewhere: no MX lookup.
 	Smarthost string
+	// ListBounce records a failed delivery to a list member; nil: the
+	// failure is reported to the sender like any other.
+	ListBounce func(list, member, reason string)
 	// Transports by name, and the Routes that pick them (see Route).
 	Transports map[string]*Transport
 	Routes     []Route
@@ -259,6 +263,7 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 	type key struct {
 		t      *Transport
 		domain string
+		from   string // list members each get their bounce address (VERP)
 	}
 	byDomain := map[key][]int{}
 	var order []key
@@ -271,7 +276,10 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 			m.Recipients[i].LastError = "5.4.7 delivery time expired: " + r.LastError
 			continue
 		}
-		k := key{d.transportFor(m, r), domainOf(r.Address)}
+		k := key{d.transportFor(m, r), domainOf(r.Address), m.From}
+		if r.List != "" && d.cfg.ListBounce != nil {
+			k.from = lists.BounceAddress(r.List, r.Address)
+		}
 		if k.t.Type != "direct" {
 			k.domain = "" // one transaction to the relay for every domain
 		}
@@ -286,7 +294,7 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		}
 		idx := byDomain[k]
 		start := time.Now()
-		res := d.deliverDomain(ctx, m, k.t, k.domain, idx)
+		res := d.deliverDomain(ctx, m, k.from, k.t, k.domain, idx)
 		transactionTime.Add(time.Since(start))
 		transactionCount.Inc()
 		for k, i := range idx {

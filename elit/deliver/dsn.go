@@ -28,6 +28,10 @@ func (d *Deliverer) bounce(m *queue.Message) error {
 		if r.Status != queue.Failed || r.Bounced {
 			continue
 		}
+		if r.List != "" && d.cfg.ListBounce != nil {
+			d.cfg.ListBounce(r.List, r.Address, r.LastError) // the list takes its members' bounces
+			continue
+		}
 		if sender != "" && (r.Notify == "" || strings.Contains(strings.ToUpper(r.Notify), "FAILURE")) {
 			report = append(report, i)
 		}
@@ -69,6 +73,9 @@ func (d *Deliverer) warnDelayed(m *queue.Message, now time.Time) error {
 	for i, r := range m.Recipients {
 		if r.Status != queue.Pending || r.Attempts == 0 || r.DelayWarned {
 			continue
+		}
+		if r.List != "" && d.cfg.ListBounce != nil {
+			continue // the list, not the sender, deals with its members
 		}
 		if sender != "" && (r.Notify == "" || strings.Contains(strings.ToUpper(r.Notify), "DELAY")) {
 			report = append(report, i)

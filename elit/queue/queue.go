@@ -47,6 +47,9 @@ const (
 type Recipient struct {
 	Address  string `json:"address"`            // where it goes
 	Original string `json:"original,omitempty"` // the RCPT TO it came from, when expanded
+	// List is the mailing list (a name with several mailboxes) the
+	// recipient is a member of: its bounces come back to the list.
+	List string `json:"list,omitempty"`
 	// DSN parameters of the RCPT command (RFC 3461 §4).
 	Notify string `json:"notify,omitempty"`
 	ORcpt  string `json:"orcpt,omitempty"`

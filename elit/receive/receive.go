@@ -50,6 +50,9 @@ type Config struct {
 	// SRS, when set, rewrites the envelope sender of mail the MX forwards
 	// and takes bounces to rewritten addresses back.
 	SRS *srs.SRS
+	// ListBounce records a bounce to a list's member bounce address
+	// (lists.BounceAddress); nil refuses such addresses as unknown.
+	ListBounce func(list, member, reason string)
 	// Postmaster receives mail for postmaster@ a local domain when the
 	// database has no such name (RFC 5321 §4.5.1).
 	Postmaster string

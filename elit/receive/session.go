@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"elit.local/elit/auth"
+	"elit.local/elit/lists"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	esmtp "elit.local/elit/smtp"
@@ -56,6 +57,8 @@ type session struct {
 	rcpts  []queue.Recipient
 	orig   []string // the RCPT addresses, for logs and Received
 	seenTo map[string]bool
+	// bounces to list member addresses: list, member
+	listBounces [][2]string
 }
 
 func newSession(s *Server, mode Mode, c *smtp.Conn) *session {
@@ -68,7 +71,7 @@ func newSession(s *Server, mode Mode, c *smtp.Conn) *session {
 
 // Reset ends the transaction (RSET, a new EHLO, the end of DATA).
 func (ss *session) Reset() {
-	ss.db, ss.from, ss.opts, ss.rcpts, ss.orig, ss.seenTo = nil, "", nil, nil, nil, nil
+	ss.db, ss.from, ss.opts, ss.rcpts, ss.orig, ss.seenTo, ss.listBounces = nil, "", nil, nil, nil, nil, nil
 	ss.junk++
 	if ss.junk > ss.s.cfg.MaxJunkCommands {
 		ss.log.Warn("closing: too many commands without a message")
@@ -200,6 +203,16 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !ss.opts.UTF8 && !isASCII(to) {
 		return smtpErr(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8 (RFC 6531 §3.4)")
 	}
+	if list, member, ok := lists.ParseBounceAddress(to); ok && ss.s.cfg.ListBounce != nil {
+		if u := db.Lookup(list); u != nil && len(u.Mailboxes) > 1 {
+			// A bounce about a member of one of our lists: counted at the
+			// end of DATA, not delivered.
+			ss.listBounces = append(ss.listBounces, [2]string{u.Address, member})
+			ss.orig = append(ss.orig, to)
+			return nil
+		}
+	}
+	listAddr := ""
 	var targets []string
 	switch {
 	case ss.s.cfg.SRS != nil && srs.IsSRS(a.Local) && strings.EqualFold(a.Domain, ss.s.cfg.SRS.Domain):
@@ -230,6 +243,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		case len(targets) == 0:
 			return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "<%s>: this address has no mailbox", to)
 		}
+		if u := db.Lookup(to); u != nil && len(u.Mailboxes) > 1 {
+			listAddr = u.Address
+		}
 	case ss.user != nil:
 		targets = []string{to}
 	default:
@@ -257,7 +273,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 			continue // a list member also named directly, say: once is enough
 		}
 		ss.seenTo[key] = true
-		r := queue.Recipient{Address: t, Notify: notify, ORcpt: orcpt}
+		r := queue.Recipient{Address: t, Notify: notify, ORcpt: orcpt, List: listAddr}
 		if t != to {
 			r.Original = to
 		}
@@ -338,6 +354,14 @@ func (ss *session) Data(r io.Reader) error {
 		if err := ss.checkHeaderFrom(sc.from); err != nil {
 			return err
 		}
+	}
+	for _, b := range ss.listBounces {
+		ss.log.Info("list bounce", "list", b[0], "member", b[1], "from", ss.from)
+		ss.s.cfg.ListBounce(b[0], b[1], fmt.Sprintf("bounce from <%s> (%s)", ss.from, ss.ip))
+	}
+	if len(ss.rcpts) == 0 {
+		ss.junk = -1
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Bounce recorded"}
 	}
 	from, origFrom := ss.from, ""
 	if ss.mode == MX && ss.s.cfg.SRS != nil && from != "" {

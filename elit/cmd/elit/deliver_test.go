@@ -129,20 +129,20 @@ func deliveryServer(t *testing.T, resolver, port string, args ...string) *server
 		"-retry-first", "300ms", "-retry-max", "1s"}, args...)...)
 }
 
-// TestDeliverForward: a message to a list reaches both members' MX (the
-// sink) in one transaction per domain, and leaves the queue.
+// TestDeliverForward: a message to two forwarding names reaches both
+// mailboxes' MX (the sink) with an SRS sender, and leaves the queue.
 func TestDeliverForward(t *testing.T) {
 	sk := startSink(t, "")
 	_, port, _ := net.SplitHostPort(sk.addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port, "-metrics-addr", "127.0.0.1:0")
 	needTools(t, "swaks")
-	if code, out := s.swaks(s.mx, "--from", "sender@example.net", "--to", "team@example.org"); code != 0 {
+	if code, out := s.swaks(s.mx, "--from", "sender@example.net", "--to", "din@example.org,bob@example.org"); code != 0 {
 		t.Fatalf("swaks: %d\n%s", code, out)
 	}
 	waitFor(t, "two deliveries", func() bool { return len(sk.messages()) == 2 })
 	all := strings.Join(sk.messages(), "")
-	if !strings.Contains(all, "X-Rcpt-Args: <romain@example.com>") || !strings.Contains(all, "X-Rcpt-Args: <hannes@example.net>") ||
+	if !strings.Contains(all, "X-Rcpt-Args: <romain@example.com>") || !strings.Contains(all, "X-Rcpt-Args: <bob@example.net>") ||
 		!strings.Contains(all, "X-Helo-Args: mx.example.org") || !strings.Contains(all, "by mx.example.org (Elit)") {
 		t.Errorf("sink got:\n%s", all)
 	}
@@ -548,5 +548,49 @@ func TestQueueOps(t *testing.T) {
 	}
 	if bounces != 1 { // the online drop's (the sink defers it); none from -no-bounce
 		t.Errorf("%d bounces queued, want 1", bounces)
+	}
+}
+
+// TestDeliverList: list mail goes out with each member's bounce address;
+// a member whose MX refuses is counted as a bounce of the list (no DSN to
+// the sender), and a bounce sent to a member's address is counted too.
+func TestDeliverList(t *testing.T) {
+	good := startSink(t, "")
+	_, port, _ := net.SplitHostPort(good.addr)
+	startSink(t, "127.0.0.2:"+port, "-f", "RCPT")
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.2", "example.net": "127.0.0.1"})
+	s := deliveryServer(t, resolver, port)
+	needTools(t, "swaks")
+	if code, out := s.swaks(s.mx, "--from", "sender@example.net", "--to", "team@example.org"); code != 0 {
+		t.Fatalf("swaks: %d\n%s", code, out)
+	}
+	for i := 0; len(good.messages()) != 1; i++ {
+		if i == 200 {
+			t.Fatalf("no delivery to hannes:\n%s", s.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := good.messages()[0]
+	if !strings.Contains(got, "X-Mail-Args: <team+bounces=hannes=example.net@example.org>") || !strings.Contains(got, "X-Rcpt-Args: <hannes@example.net>") {
+		t.Fatalf("at hannes's MX:\n%s", got)
+	}
+	q := openQueue(t, s)
+	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
+	// A bounce arrives for hannes.
+	c := dialRaw(t, s.mx)
+	c.send("EHLO mx.example.net\r\nMAIL FROM:<>\r\nRCPT TO:<team+bounces=hannes=example.net@example.org>\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("Subject: Undelivered\r\n\r\nmailbox full\r\n.\r\n")
+	c.expect("250 2.0.0 Bounce recorded")
+	code, out := runTool(t, "", elitBinary(t), "lists", "-state", s.state)
+	if code != 0 || !strings.Contains(out, "team@example.org  romain@example.com  1 bounces") ||
+		!strings.Contains(out, "team@example.org  hannes@example.net  1 bounces") {
+		t.Errorf("elit lists: %d\n%s", code, out)
+	}
+	if len(good.messages()) != 1 {
+		t.Errorf("something was sent to the sender: %d messages at example.net", len(good.messages()))
 	}
 }

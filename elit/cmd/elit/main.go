@@ -4,6 +4,7 @@
 //	elit passwd [-cram-md5] [-name NAME -mailbox ADDR...]   make the password fields of a user
 //	elit db check -domain DOMAIN FILE|IMG                    check a user database
 //	elit queue [-state DIR] list|show|hold|release|retry|drop ID  the queue
+//	elit lists [-state DIR]                                  list member bounces
 package main
 
 import (
@@ -35,6 +36,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdDBCheck(args[2:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "queue":
 		return cmdQueue(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "lists":
+		return cmdLists(args[1:], stdout, stderr)
 	case len(args) >= 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
 		usage(stdout)
 		return exitOK
@@ -57,5 +60,7 @@ func usage(w io.Writer) {
   elit queue [-state DIR] list | show ID | hold ID | release ID | retry ID | [-no-bounce] drop ID
         list the queued messages, show one's envelope and delivery state, or
         act on one (through the running server, or on the files)
+  elit lists [-state DIR]
+        the bounces counted for each mailing list member
 `)
 }

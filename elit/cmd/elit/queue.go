@@ -19,6 +19,7 @@ import (
 
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
+	"elit.local/elit/lists"
 	"elit.local/elit/queue"
 )
 
@@ -171,4 +172,23 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 	}
 	fs.Usage()
 	return exitUsage
+}
+
+// cmdLists prints the bounces counted for each list member.
+func cmdLists(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("elit lists", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	state := fs.String("state", "/perm/elit", "the state directory")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return exitUsage
+	}
+	all, err := lists.Open(filepath.Join(*state, "list-bounces.json")).Read()
+	if err != nil {
+		fmt.Fprintf(stderr, "elit lists: %v\n", err)
+		return exitFailure
+	}
+	for _, l := range lists.Format(all) {
+		fmt.Fprintln(stdout, l)
+	}
+	return exitOK
 }

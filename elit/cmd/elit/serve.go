@@ -31,6 +31,7 @@ import (
 
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
+	"elit.local/elit/lists"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
@@ -376,6 +377,13 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		rewriter = &srs.SRS{Key: key, Domain: c.domain}
 	}
 
+	bounces := lists.Open(filepath.Join(c.state, "list-bounces.json"))
+	listBounce := func(list, member, reason string) {
+		if err := bounces.Record(list, member, reason, time.Now()); err != nil {
+			log.Error("recording a list bounce", "list", list, "member", member, "err", err)
+		}
+	}
+
 	notify := holdDeliverer(log)
 	var deliverer *deliver.Deliverer
 	{
@@ -387,6 +395,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 			Log:          log.With("job", "deliver"),
 			Smarthost:    c.smarthost,
 			Transports:   c.transports,
+			ListBounce:   listBounce,
 			Routes:       c.routes,
 			Port:         c.deliveryPort,
 			FirstRetry:   c.retryFirst,
@@ -413,6 +422,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		CertDER:          func() []byte { return cert.Certificate[0] },
 		Postmaster:       postmaster,
 		SRS:              rewriter,
+		ListBounce:       listBounce,
 		MaxSize:          c.maxSize,
 		MaxRecipients:    c.maxRcpt,
 		MaxLineLength:    c.maxLine,
