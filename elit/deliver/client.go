@@ -58,6 +58,8 @@ func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, from st
 			return all(tempFail("4.4.3 no address for the mail exchangers of %s", domain))
 		}
 	}
+	release := d.destination(domain + t.Host)
+	defer release()
 	var last []result
 	for _, tg := range targets {
 		if ctx.Err() != nil {
@@ -290,6 +292,13 @@ func (d *Deliverer) send(cl *smtp.Client, from string, t *Transport, host, mode 
 			return all(permFail("5.6.7 %s does not support SMTPUTF8, which the message needs", host)), false, false
 		}
 	}
+	if ok, _ := cl.Extension("8BITMIME"); !ok && m.Body != "7BIT" {
+		// RFC 6152 §3: convert or return. We return, and only messages
+		// that really have 8-bit bytes.
+		if eight, err := d.has8bit(m.ID); err != nil || eight {
+			return all(permFail("5.6.3 %s does not support 8BITMIME and the message has 8-bit data", host)), false, false
+		}
+	}
 	dsn, _ := cl.Extension("DSN")
 	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.SMTPUTF8}
 	if dsn {
@@ -355,6 +364,30 @@ func (d *Deliverer) send(cl *smtp.Client, from string, t *Transport, host, mode 
 	}
 	cl.Quit()
 	return out, false, false
+}
+
+// has8bit reports whether a queued message has a byte over 127.
+func (d *Deliverer) has8bit(id string) (bool, error) {
+	f, err := d.cfg.Queue.Data(id)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		for _, c := range buf[:n] {
+			if c >= 0x80 {
+				return true, nil
+			}
+		}
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
 }
 
 func (d *Deliverer) dataFailed(out []result, host, mode string, err error) []result {

@@ -55,6 +55,7 @@ type Config struct {
 	// being retried (4 h; negative: never).
 	DelayWarning time.Duration
 	MaxParallel  int           // messages in delivery at once (20)
+	MaxPerDest   int           // connections to one destination domain or relay at once (10)
 	Timeout      time.Duration // per SMTP command (5 min), connect (30 s)
 
 	Now  func() time.Time
@@ -79,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxParallel == 0 {
 		c.MaxParallel = 20
+	}
+	if c.MaxPerDest == 0 {
+		c.MaxPerDest = 10
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
@@ -111,6 +115,21 @@ type Deliverer struct {
 	mu       sync.Mutex
 	due      map[string]time.Time // queued messages by next attempt
 	inflight map[string]bool
+	dests    map[string]chan struct{} // per destination: a semaphore
+}
+
+// destination waits for a connection slot to dest and returns the
+// function that gives it back.
+func (d *Deliverer) destination(dest string) func() {
+	d.mu.Lock()
+	sem := d.dests[dest]
+	if sem == nil {
+		sem = make(chan struct{}, d.cfg.MaxPerDest)
+		d.dests[dest] = sem
+	}
+	d.mu.Unlock()
+	sem <- struct{}{}
+	return func() { <-sem }
 }
 
 // New returns a Deliverer.
@@ -119,7 +138,7 @@ func New(cfg Config) (*Deliverer, error) {
 	if cfg.Queue == nil || cfg.Hostname == "" {
 		return nil, errors.New("deliver: Queue and Hostname are required")
 	}
-	d := &Deliverer{cfg: cfg, wake: make(chan struct{}, 1), due: map[string]time.Time{}, inflight: map[string]bool{}}
+	d := &Deliverer{cfg: cfg, wake: make(chan struct{}, 1), due: map[string]time.Time{}, inflight: map[string]bool{}, dests: map[string]chan struct{}{}}
 	if err := d.setupTransports(); err != nil {
 		return nil, err
 	}

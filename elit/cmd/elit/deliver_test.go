@@ -594,3 +594,30 @@ func TestDeliverList(t *testing.T) {
 		t.Errorf("something was sent to the sender: %d messages at example.net", len(good.messages()))
 	}
 }
+
+// TestDeliver8BitMIME: a peer without 8BITMIME gets 7-bit messages, and an
+// 8-bit message fails (RFC 6152 §3: convert or return) instead of going
+// out broken.
+func TestDeliver8BitMIME(t *testing.T) {
+	sk := startSink(t, "", "-8")
+	_, port, _ := net.SplitHostPort(sk.addr)
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
+	s := deliveryServer(t, resolver, port)
+	send := func(body string) {
+		c := dialRaw(t, s.mx)
+		c.send("EHLO client.example.net\r\nMAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
+		c.expect("250")
+		c.expect("250")
+		c.expect("250")
+		c.expect("354")
+		c.send("Subject: 8bit\r\n\r\n" + body + "\r\n.\r\n")
+		c.expect("250")
+	}
+	send("plain ascii")
+	send("caf\xc3\xa9")
+	waitFor(t, "the ASCII message", func() bool { return len(sk.messages()) == 1 })
+	waitLog(t, s, "5.6.3")
+	if strings.Contains(sk.messages()[0], "caf") {
+		t.Errorf("the 8-bit message went out")
+	}
+}

@@ -50,7 +50,7 @@ type serveConfig struct {
 	metricsAddr                               string
 	deliver, useSRS                           bool
 	retryFirst, retryMax, lifetime, delayWarn time.Duration
-	maxDeliveries                             int
+	maxDeliveries, maxPerDest                 int
 	extraDomains                              []string
 	transports                                map[string]*deliver.Transport
 	routes                                    []deliver.Route
@@ -111,6 +111,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.DurationVar(&c.retryMax, "retry-max", 8*time.Hour, "longest delay between two attempts")
 	fs.DurationVar(&c.lifetime, "queue-lifetime", 5*24*time.Hour, "how long to retry before bouncing")
 	fs.IntVar(&c.maxDeliveries, "max-deliveries", 20, "messages in delivery at once")
+	fs.IntVar(&c.maxPerDest, "max-per-destination", 10, "connections to one destination domain or relay at once")
 	fs.DurationVar(&c.delayWarn, "delay-warning", 4*time.Hour, "tell the sender when a message is still undelivered after this long (negative: never)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (\"\" disables; keep it on a private address)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -266,7 +267,7 @@ func (c *serveConfig) check() error {
 	if c.deliver && c.smarthost == "" && c.resolver == "" {
 		return configErr("no DNS server to deliver with: give -resolver or -smarthost")
 	}
-	if c.retryFirst <= 0 || c.retryMax < c.retryFirst || c.lifetime <= 0 || c.maxDeliveries <= 0 {
+	if c.retryFirst <= 0 || c.retryMax < c.retryFirst || c.lifetime <= 0 || c.maxDeliveries <= 0 || c.maxPerDest <= 0 {
 		return configErr("-retry-first, -retry-max, -queue-lifetime and -max-deliveries must be positive, -retry-max at least -retry-first")
 	}
 	if c.postmaster != "" {
