@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,53 +161,35 @@ func (d *Deliverer) transaction(ctx context.Context, from string, t *Transport, 
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
-	conn.SetDeadline(time.Now().Add(d.cfg.Timeout))
 	roots := d.cfg.RootCAs
 	if t.roots != nil {
 		roots = t.roots
 	}
 	tlsConfig := &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12}
 
+	actual := tlsNone
 	if t.Type == "submission" && t.TLS == "implicit" {
 		tc := tls.Client(conn, tlsConfig)
+		conn.SetDeadline(time.Now().Add(d.cfg.Timeout))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return all(tempFail("4.7.5 %s: TLS: %v", host, err)), true, false
 		}
-		cl := smtp.NewClient(tc)
-		cl.CommandTimeout = d.cfg.Timeout
-		cl.SubmissionTimeout = 2 * d.cfg.Timeout
-		defer cl.Close()
-		if err := cl.Hello(d.cfg.Hostname); err != nil {
-			return all(smtpResult(host, "EHLO", err)), true, false
+		conn, actual = tc, tlsVerified
+	}
+	c := newClient(conn, d.cfg.Timeout)
+	if err := c.greeting(); err != nil {
+		return all(smtpResult(host, "the greeting", err)), true, false
+	}
+	if err := c.ehlo(d.cfg.Hostname); err != nil {
+		return all(smtpResult(host, "EHLO", err)), true, false
+	}
+	if actual == tlsNone && c.has("STARTTLS") && mode != tlsNone {
+		c.send("STARTTLS")
+		if err := c.flush(); err != nil {
+			return all(tempFail("4.4.2 %s: %v", host, err)), true, false
 		}
-		if r := d.authenticate(cl, t, host); r != nil {
-			return all(*r), false, false
-		}
-		return d.send(cl, from, t, host, tlsVerified, m, idx)
-	}
-
-	// The greeting and first EHLO by hand, to choose TLS before go-smtp's
-	// client takes over.
-	br := bufio.NewReader(conn)
-	code, text, err := readReply(br)
-	if err != nil {
-		return all(tempFail("4.4.2 %s: reading the greeting: %v", host, err)), true, false
-	}
-	if code != 220 {
-		return all(tempFail("4.4.2 %s greeted with %d %s", host, code, text)), true, false
-	}
-	fmt.Fprintf(conn, "EHLO %s\r\n", d.cfg.Hostname)
-	code, text, err = readReply(br)
-	if err != nil || code != 250 {
-		return all(tempFail("4.4.2 %s: EHLO: %d %s %v", host, code, text, err)), true, false
-	}
-	startTLS := hasExtension(text, "STARTTLS")
-	var c net.Conn = conn
-	actual := tlsNone
-	if startTLS && mode != tlsNone {
-		fmt.Fprintf(conn, "STARTTLS\r\n")
-		if code, text, err = readReply(br); err != nil || code != 220 {
-			return all(tempFail("4.7.0 %s: STARTTLS: %d %s %v", host, code, text, err)), true, true
+		if _, err := c.reply(220); err != nil {
+			return all(tempFail("4.7.0 %s: STARTTLS: %v", host, err)), true, true
 		}
 		cfg := tlsConfig
 		if mode == tlsUnverified {
@@ -218,42 +200,33 @@ func (d *Deliverer) transaction(ctx context.Context, from string, t *Transport, 
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return all(tempFail("4.7.5 %s: TLS (%s): %v", host, mode, err)), true, true
 		}
-		c, actual = tc, mode
-	}
-	// go-smtp's client expects a greeting: replay one, it then says EHLO
-	// again (as RFC 3207 §4.2 requires after TLS).
-	if actual == tlsNone {
-		c = &replayConn{Conn: conn, r: io.MultiReader(strings.NewReader("220 resumed\r\n"), br)}
-	} else {
-		c = &replayConn{Conn: c, r: io.MultiReader(strings.NewReader("220 resumed\r\n"), c)}
-	}
-	cl := smtp.NewClient(c)
-	cl.CommandTimeout = d.cfg.Timeout
-	cl.SubmissionTimeout = 2 * d.cfg.Timeout
-	defer cl.Close()
-	if err := cl.Hello(d.cfg.Hostname); err != nil {
-		return all(smtpResult(host, "EHLO", err)), true, false
+		actual = mode
+		// RFC 3207 §4.2: forget what was said before TLS, EHLO again.
+		c = newClient(tc, d.cfg.Timeout)
+		if err := c.ehlo(d.cfg.Hostname); err != nil {
+			return all(smtpResult(host, "EHLO", err)), true, false
+		}
 	}
 	if t.Type == "submission" {
 		if actual != tlsVerified {
 			return all(tempFail("4.7.10 %s offers no STARTTLS: not sending the password in the clear", host)), false, false
 		}
-		if r := d.authenticate(cl, t, host); r != nil {
+		if r := d.authenticate(c, t, host); r != nil {
 			return all(*r), false, false
 		}
 	}
-	return d.send(cl, from, t, host, actual, m, idx)
+	defer c.quit()
+	return d.send(c, from, t, host, actual, m, idx)
 }
 
 // authenticate logs in to a submission relay with the configured
 // mechanism or the strongest offered. A failure is temporary: the
 // operator can fix the password while the mail waits.
-func (d *Deliverer) authenticate(cl *smtp.Client, t *Transport, host string) *result {
+func (d *Deliverer) authenticate(c *client, t *Transport, host string) *result {
 	if t.User == "" {
 		return nil
 	}
-	_, offered := cl.Extension("AUTH")
-	mechs := strings.Fields(strings.ToUpper(offered))
+	mechs := strings.Fields(strings.ToUpper(c.ext["AUTH"]))
 	mech := ""
 	for _, m := range auth.ClientMechanisms {
 		if (t.Mechanism == "" || strings.EqualFold(t.Mechanism, m)) && slices.Contains(mechs, m) {
@@ -262,11 +235,11 @@ func (d *Deliverer) authenticate(cl *smtp.Client, t *Transport, host string) *re
 		}
 	}
 	if mech == "" {
-		r := tempFail("4.7.0 %s offers AUTH %q, none we can use", host, offered)
+		r := tempFail("4.7.0 %s offers AUTH %q, none we can use", host, c.ext["AUTH"])
 		return &r
 	}
 	sc, _ := auth.NewClient(mech, t.User, t.Password)
-	if err := cl.Auth(sc); err != nil {
+	if err := c.auth(sc); err != nil {
 		r := tempFail("4.7.0 %s: AUTH %s as %s: %v", host, mech, t.User, err)
 		return &r
 	}
@@ -274,8 +247,8 @@ func (d *Deliverer) authenticate(cl *smtp.Client, t *Transport, host string) *re
 	return nil
 }
 
-// send runs MAIL, RCPT and DATA on an open session.
-func (d *Deliverer) send(cl *smtp.Client, from string, t *Transport, host, mode string, m *queue.Message, idx []int) ([]result, bool, bool) {
+// send runs one transaction for the recipients idx on an open session.
+func (d *Deliverer) send(c *client, from string, t *Transport, host, mode string, m *queue.Message, idx []int) ([]result, bool, bool) {
 	out := make([]result, len(idx))
 	all := func(r result) []result {
 		r.host, r.tls, r.transport = host, mode, t.Name
@@ -284,86 +257,91 @@ func (d *Deliverer) send(cl *smtp.Client, from string, t *Transport, host, mode 
 		}
 		return out
 	}
-	if max, ok := cl.MaxMessageSize(); ok && max > 0 && m.Size > int64(max) {
-		return all(permFail("5.3.4 %s accepts at most %d bytes, the message has %d", host, max, m.Size)), false, false
-	}
-	if m.SMTPUTF8 {
-		if ok, _ := cl.Extension("SMTPUTF8"); !ok {
-			return all(permFail("5.6.7 %s does not support SMTPUTF8, which the message needs", host)), false, false
+	if v, ok := c.ext["SIZE"]; ok {
+		if max, err := strconv.ParseInt(v, 10, 64); err == nil && max > 0 && m.Size > max {
+			return all(permFail("5.3.4 %s accepts at most %d bytes, the message has %d", host, max, m.Size)), false, false
 		}
 	}
-	if ok, _ := cl.Extension("8BITMIME"); !ok && m.Body != "7BIT" {
+	if m.SMTPUTF8 && !c.has("SMTPUTF8") {
+		return all(permFail("5.6.7 %s does not support SMTPUTF8, which the message needs", host)), false, false
+	}
+	env := envelope{from: from}
+	if c.has("SIZE") {
+		env.mailArgs += fmt.Sprintf(" SIZE=%d", m.Size)
+	}
+	if c.has("8BITMIME") {
+		if m.Body == "8BITMIME" || m.Body == "" {
+			env.mailArgs += " BODY=8BITMIME"
+		}
+	} else if m.Body != "7BIT" {
 		// RFC 6152 §3: convert or return. We return, and only messages
 		// that really have 8-bit bytes.
 		if eight, err := d.has8bit(m.ID); err != nil || eight {
 			return all(permFail("5.6.3 %s does not support 8BITMIME and the message has 8-bit data", host)), false, false
 		}
 	}
-	dsn, _ := cl.Extension("DSN")
-	opts := &smtp.MailOptions{Size: m.Size, UTF8: m.SMTPUTF8}
+	if m.SMTPUTF8 {
+		env.mailArgs += " SMTPUTF8"
+	}
+	dsn := c.has("DSN")
 	if dsn {
-		opts.Return = smtp.DSNReturn(m.Ret)
-		opts.EnvelopeID = m.EnvID
+		if m.Ret != "" {
+			env.mailArgs += " RET=" + m.Ret
+		}
+		if m.EnvID != "" {
+			env.mailArgs += " ENVID=" + xtext(m.EnvID)
+		}
 	}
-	if err := cl.Mail(from, opts); err != nil {
-		r := smtpResult(host, "MAIL", err)
-		return all(r), !r.permanent && isConnError(err), false
-	}
-	accepted := 0
-	for k, i := range idx {
+	for _, i := range idx {
 		r := m.Recipients[i]
-		var ropts *smtp.RcptOptions
-		if dsn && (r.Notify != "" || r.ORcpt != "") {
-			ropts = &smtp.RcptOptions{}
-			for _, n := range strings.Split(r.Notify, ",") {
-				if n != "" {
-					ropts.Notify = append(ropts.Notify, smtp.DSNNotify(n))
-				}
-			}
-			if t, a, ok := strings.Cut(r.ORcpt, ";"); ok {
-				ropts.OriginalRecipientType, ropts.OriginalRecipient = smtp.DSNAddressType(strings.ToUpper(t)), a
+		args := ""
+		if dsn && r.Notify != "" {
+			args += " NOTIFY=" + r.Notify
+		}
+		if dsn && r.ORcpt != "" {
+			if typ, a, ok := strings.Cut(r.ORcpt, ";"); ok {
+				args += " ORCPT=" + typ + ";" + xtext(a)
 			}
 		}
-		if err := cl.Rcpt(r.Address, ropts); err != nil {
-			out[k] = smtpResult(host, "RCPT", err)
-			out[k].host, out[k].tls, out[k].transport = host, mode, t.Name
-			if isConnError(err) {
-				return all(out[k]), true, false
-			}
-			continue
-		}
-		out[k].reply = "accepted"
-		accepted++
-	}
-	if accepted == 0 {
-		cl.Quit()
-		return out, false, false
-	}
-	w, err := cl.Data()
-	if err != nil {
-		return d.dataFailed(out, host, mode, err), false, false
+		env.rcpts = append(env.rcpts, r.Address)
+		env.rcptArgs = append(env.rcptArgs, args)
 	}
 	f, err := d.cfg.Queue.Data(m.ID)
 	if err != nil {
-		w.Close()
-		return d.dataFailed(out, host, mode, fmt.Errorf("reading the queued data: %w", err)), false, false
+		return all(tempFail("4.3.0 reading the queued data: %v", err)), false, false
 	}
-	_, err = io.Copy(w, f)
-	f.Close()
-	var resp *smtp.DataResponse
-	if err == nil {
-		resp, err = w.CloseWithResponse()
+	defer f.Close()
+	mailErr, rcptErrs, reply, dataErr := c.transaction(env, f, m.Size)
+	if mailErr != nil {
+		r := smtpResult(host, "MAIL", mailErr)
+		return all(r), isConnError(mailErr) && !r.permanent, false
 	}
-	if err != nil {
-		return d.dataFailed(out, host, mode, err), false, false
+	for k := range idx {
+		switch {
+		case rcptErrs[k] != nil:
+			out[k] = smtpResult(host, "RCPT", rcptErrs[k])
+		case dataErr != nil:
+			out[k] = smtpResult(host, "DATA", dataErr)
+		default:
+			out[k] = result{reply: "250 " + strings.ReplaceAll(reply, "\n", " ")}
+		}
+		out[k].host, out[k].tls, out[k].transport = host, mode, t.Name
 	}
-	for k := range out {
-		if out[k].reply == "accepted" {
-			out[k] = result{reply: "250 " + resp.StatusText, host: host, tls: mode, transport: t.Name}
+	return out, false, false
+}
+
+// xtext encodes a DSN parameter value (RFC 3461 §4).
+func xtext(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '!' || c > '~' || c == '+' || c == '=' {
+			fmt.Fprintf(&b, "+%02X", c)
+		} else {
+			b.WriteByte(c)
 		}
 	}
-	cl.Quit()
-	return out, false, false
+	return b.String()
 }
 
 // has8bit reports whether a queued message has a byte over 127.
@@ -390,17 +368,6 @@ func (d *Deliverer) has8bit(id string) (bool, error) {
 	}
 }
 
-func (d *Deliverer) dataFailed(out []result, host, mode string, err error) []result {
-	r := smtpResult(host, "DATA", err)
-	r.host, r.tls = host, mode
-	for k := range out {
-		if out[k].reply == "accepted" {
-			out[k] = r
-		}
-	}
-	return out
-}
-
 // smtpResult classifies an error from the go-smtp client: 5xx replies are
 // permanent, anything else temporary.
 func smtpResult(host, step string, err error) result {
@@ -416,52 +383,9 @@ func smtpResult(host, step string, err error) result {
 	return tempFail("4.4.2 %s at %s: %v", host, step, err)
 }
 
+// isConnError reports an error that is not an SMTP reply: the session is
+// gone.
 func isConnError(err error) bool {
 	var se *smtp.SMTPError
-	return !errors.As(err, &se)
+	return err != nil && !errors.As(err, &se)
 }
-
-// readReply reads one SMTP reply (all its lines).
-func readReply(br *bufio.Reader) (int, string, error) {
-	var text []string
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return 0, "", err
-		}
-		line = strings.TrimRight(line, "\r\n")
-		if len(line) < 3 {
-			return 0, "", fmt.Errorf("malformed reply %q", line)
-		}
-		var code int
-		if _, err := fmt.Sscanf(line[:3], "%d", &code); err != nil {
-			return 0, "", fmt.Errorf("malformed reply %q", line)
-		}
-		if len(line) > 4 {
-			text = append(text, line[4:])
-		}
-		if len(line) == 3 || line[3] != '-' {
-			return code, strings.Join(text, "\n"), nil
-		}
-		if len(text) > 100 {
-			return 0, "", errors.New("reply too long")
-		}
-	}
-}
-
-func hasExtension(ehlo, ext string) bool {
-	for _, l := range strings.Split(ehlo, "\n") {
-		if f := strings.Fields(l); len(f) > 0 && strings.EqualFold(f[0], ext) {
-			return true
-		}
-	}
-	return false
-}
-
-// replayConn reads from r (a replayed greeting, then the connection).
-type replayConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }

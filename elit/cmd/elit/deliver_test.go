@@ -621,3 +621,28 @@ func TestDeliver8BitMIME(t *testing.T) {
 		t.Errorf("the 8-bit message went out")
 	}
 }
+
+// TestDeliverDotStuffing: lines starting with a dot arrive intact, with
+// and without PIPELINING at the peer (smtp-sink -p; its dump has LF line
+// ends); CHUNKING (BDAT) is
+// covered by the relay test, whose peer is Elit.
+func TestDeliverDotStuffing(t *testing.T) {
+	for _, args := range [][]string{nil, {"-p"}} {
+		sk := startSink(t, "", args...)
+		_, port, _ := net.SplitHostPort(sk.addr)
+		resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
+		s := deliveryServer(t, resolver, port)
+		c := dialRaw(t, s.mx)
+		c.send("EHLO client.example.net\r\nMAIL FROM:<>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
+		c.expect("250")
+		c.expect("250")
+		c.expect("250")
+		c.expect("354")
+		c.send("Subject: dots\r\n\r\n..one dot\r\n...two dots\r\nend\r\n.\r\n")
+		c.expect("250")
+		waitFor(t, "the message", func() bool { return len(sk.messages()) == 1 })
+		if got := sk.messages()[0]; !strings.Contains(got, "\n.one dot\n..two dots\nend\n") {
+			t.Errorf("sink %v got:\n%q", args, got)
+		}
+	}
+}
