@@ -323,7 +323,8 @@ func (d *Deliverer) send(c *client, from string, t *Transport, host, mode string
 		case dataErr != nil:
 			out[k] = smtpResult(host, "DATA", dataErr)
 		default:
-			out[k] = result{reply: "250 " + strings.ReplaceAll(reply, "\n", " ")}
+			notify := strings.ToUpper(m.Recipients[idx[k]].Notify)
+			out[k] = result{reply: "250 " + strings.ReplaceAll(reply, "\n", " "), relayed: !dsn && strings.Contains(notify, "SUCCESS")}
 		}
 		out[k].host, out[k].tls, out[k].transport = host, mode, t.Name
 	}

@@ -307,6 +307,7 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		}
 		byDomain[k] = append(byDomain[k], i)
 	}
+	var relayed []int
 	for _, k := range order {
 		if ctx.Err() != nil {
 			break
@@ -318,12 +319,18 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		transactionCount.Inc()
 		for k, i := range idx {
 			d.record(m, i, res[k], now)
+			if res[k].err == nil && res[k].relayed {
+				relayed = append(relayed, i)
+			}
 		}
 		if err := d.cfg.Queue.Update(m); err != nil {
 			log.Error("recording delivery results", "err", err)
 			d.reschedule(m.ID, now.Add(d.cfg.FirstRetry))
 			return
 		}
+	}
+	if err := d.notifyRelayed(m, relayed); err != nil {
+		log.Error("relayed notice", "err", err)
 	}
 	if err := d.bounce(m); err != nil {
 		log.Error("bounce", "err", err)
@@ -408,6 +415,7 @@ type result struct {
 	reply     string
 	host, tls string
 	transport string
+	relayed   bool // delivered to a server without DSN, NOTIFY=SUCCESS asked
 }
 
 func tempFail(format string, args ...any) result {

@@ -37,7 +37,7 @@ func (d *Deliverer) bounce(m *queue.Message) error {
 		}
 	}
 	if len(report) > 0 {
-		data, err := d.dsn(m, sender, report, false)
+		data, err := d.dsn(m, sender, report, "failed")
 		if err != nil {
 			return err
 		}
@@ -86,7 +86,7 @@ func (d *Deliverer) warnDelayed(m *queue.Message, now time.Time) error {
 		return nil
 	}
 	if len(report) > 0 {
-		data, err := d.dsn(m, sender, report, true)
+		data, err := d.dsn(m, sender, report, "delayed")
 		if err != nil {
 			return err
 		}
@@ -118,6 +118,23 @@ func (d *Deliverer) queueDSN(m *queue.Message, sender string, data []byte, what 
 	return nil
 }
 
+// notifyRelayed sends the "relayed" DSN (RFC 3461 §6.2.2) for recipients
+// that asked NOTIFY=SUCCESS and went to a server without DSN.
+func (d *Deliverer) notifyRelayed(m *queue.Message, relayed []int) error {
+	sender := m.From
+	if m.OrigFrom != "" {
+		sender = m.OrigFrom
+	}
+	if len(relayed) == 0 || sender == "" {
+		return nil
+	}
+	data, err := d.dsn(m, sender, relayed, "relayed")
+	if err != nil {
+		return err
+	}
+	return d.queueDSN(m, sender, data, "relayed notice queued", len(relayed))
+}
+
 // db returns the user database in use, or nil.
 func (d *Deliverer) db() *userdb.DB {
 	if d.cfg.Users == nil {
@@ -131,7 +148,8 @@ var statusRe = regexp.MustCompile(`^([245])\.(\d{1,3})\.(\d{1,3})\b`)
 // dsn writes the delivery status notification: multipart/report with a
 // human-readable part, the message/delivery-status part and the original
 // header (RFC 3464, RFC 6522).
-func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, delayed bool) ([]byte, error) {
+func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, action string) ([]byte, error) {
+	delayed := action == "delayed"
 	domain := d.cfg.Hostname
 	if db := d.db(); db != nil {
 		domain = db.Domain()
@@ -144,9 +162,12 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, delayed b
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
 	w("From: Mail Delivery System <MAILER-DAEMON@%s>", domain)
 	w("To: <%s>", sender)
-	if delayed {
+	switch action {
+	case "delayed":
 		w("Subject: Delayed Mail (still being retried)")
-	} else {
+	case "relayed":
+		w("Subject: Successful Mail Delivery Report")
+	default:
 		w("Subject: Undelivered Mail Returned to Sender")
 	}
 	w("Date: %s", now.Format(time.RFC1123Z))
@@ -162,7 +183,10 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, delayed b
 	w("")
 	w("This is the mail system at %s.", d.cfg.Hostname)
 	w("")
-	if delayed {
+	if action == "relayed" {
+		w("Your message (queued as %s on %s) was passed on to the following", m.ID, m.Received.UTC().Format(time.RFC1123Z))
+		w("recipients' mail servers, which do not report delivery status (RFC 3461):")
+	} else if delayed {
 		w("Your message (queued as %s on %s) has not been delivered yet to", m.ID, m.Received.UTC().Format(time.RFC1123Z))
 		w("the following recipients. Delivery will be retried until %s;", m.Received.Add(d.cfg.Lifetime).UTC().Format(time.RFC1123Z))
 		w("you do not need to send it again.")
@@ -193,20 +217,20 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, delayed b
 			w("Original-Recipient: rfc822;%s", r.Original)
 		}
 		w("Final-Recipient: rfc822;%s", r.Address)
-		action, class := "failed", "5"
-		if delayed {
-			action, class = "delayed", "4"
-		}
+		class := map[string]string{"failed": "5", "delayed": "4", "relayed": "2"}[action]
 		w("Action: %s", action)
 		status := class + ".0.0"
 		if sm := statusRe.FindStringSubmatch(r.LastError); sm != nil && sm[1] == class {
 			status = sm[0]
 		}
 		w("Status: %s", status)
-		if host, reply, ok := remoteReply(r.LastError); ok {
+		host, reply, remote := remoteReply(r.LastError)
+		switch {
+		case action == "relayed": // nothing to diagnose
+		case remote:
 			w("Remote-MTA: dns; %s", host)
 			w("Diagnostic-Code: smtp; %s", oneLine(reply))
-		} else {
+		default:
 			w("Diagnostic-Code: x-elit; %s", oneLine(r.LastError))
 		}
 		w("Last-Attempt-Date: %s", now.Format(time.RFC1123Z))

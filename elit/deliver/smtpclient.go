@@ -111,16 +111,27 @@ func (c *client) greeting() error {
 	return err
 }
 
+// ehlo says EHLO, or HELO to a server that does not know EHLO (RFC 5321
+// §3.2), and notes the extensions.
 func (c *client) ehlo(name string) error {
 	c.send("EHLO %s", name)
 	if err := c.flush(); err != nil {
 		return err
 	}
+	c.ext = map[string]string{}
 	text, err := c.reply(250)
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code >= 500 {
+		c.send("HELO %s", name)
+		if err := c.flush(); err != nil {
+			return err
+		}
+		_, err = c.reply(250)
+		return err
+	}
 	if err != nil {
 		return err
 	}
-	c.ext = map[string]string{}
 	for _, l := range strings.Split(text, "\n")[1:] {
 		k, v, _ := strings.Cut(l, " ")
 		c.ext[strings.ToUpper(k)] = v

@@ -646,3 +646,47 @@ func TestDeliverDotStuffing(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverRelayedNotice: NOTIFY=SUCCESS to a peer without DSN gets a
+// "relayed" DSN (RFC 3461 §6.2.2); to a peer with DSN, NOTIFY is passed on.
+func TestDeliverRelayedNotice(t *testing.T) {
+	noDSN := startSink(t, "")
+	_, port, _ := net.SplitHostPort(noDSN.addr)
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
+	s := deliveryServer(t, resolver, port)
+	c := dialRaw(t, s.mx)
+	c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net>\r\nRCPT TO:<din@example.org> NOTIFY=SUCCESS,FAILURE\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("Subject: tell me\r\n\r\nhello\r\n.\r\n")
+	c.expect("250")
+	// smtp-sink announces DSN: NOTIFY goes on, no notice from us.
+	waitFor(t, "the message", func() bool { return len(noDSN.messages()) == 1 })
+	if !strings.Contains(noDSN.messages()[0], "X-Rcpt-Args: <romain@example.com> NOTIFY=SUCCESS,FAILURE") {
+		t.Errorf("NOTIFY not passed on:\n%s", noDSN.messages()[0])
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(noDSN.messages()); n != 1 {
+		t.Errorf("%d messages, want no notice", n)
+	}
+
+	// A peer without ESMTP (smtp-sink -e: EHLO refused, HELO taken): the
+	// message goes, and the sender gets a "relayed" notice.
+	noDSN.stop()
+	plain := startSink(t, noDSN.addr, "-e")
+	c = dialRaw(t, s.mx)
+	c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net>\r\nRCPT TO:<din@example.org> NOTIFY=SUCCESS\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("Subject: tell me again\r\n\r\nhello\r\n.\r\n")
+	c.expect("250")
+	waitFor(t, "the message and the notice", func() bool { return len(plain.messages()) == 2 })
+	notice := plain.messages()[1]
+	if !strings.Contains(notice, "X-Rcpt-Args: <sender@example.net>") || !strings.Contains(notice, "Action: relayed") || !strings.Contains(notice, "Status: 2.0.0") {
+		t.Errorf("notice:\n%s", notice)
+	}
+}
