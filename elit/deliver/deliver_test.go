@@ -104,7 +104,7 @@ func TestExpiryBounces(t *testing.T) {
 	d := newTest(t, &dns.Mem{})
 	q := d.cfg.Queue
 	for _, from := range []string{"sender@example.net", ""} {
-		m := &queue.Message{From: from, Received: time.Now().Add(-6 * 24 * time.Hour),
+		m := &queue.Message{From: from, Received: time.Now().Add(-6 * 24 * time.Hour), Ret: "FULL",
 			Recipients: []queue.Recipient{{Address: "a@example.com", LastError: "4.4.1 connection refused"}}}
 		if err := q.Put(m, strings.NewReader("Subject: x\r\n\r\nbody\r\n")); err != nil {
 			t.Fatal(err)
@@ -122,7 +122,8 @@ func TestExpiryBounces(t *testing.T) {
 	defer f.Close()
 	b := make([]byte, 8192)
 	n, _ := f.Read(b)
-	for _, want := range []string{"Status: 5.4.7", "Action: failed", "Final-Recipient: rfc822;a@example.com", "Subject: x"} {
+	for _, want := range []string{"Status: 5.4.7", "Action: failed", "Final-Recipient: rfc822;a@example.com", "Subject: x",
+		"Content-Type: message/rfc822", "\r\nbody\r\n"} {
 		if !strings.Contains(string(b[:n]), want) {
 			t.Errorf("DSN lacks %q:\n%s", want, b[:n])
 		}

@@ -240,14 +240,43 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, action st
 	}
 	w("")
 	w("--%s", boundary)
-	w("Content-Type: text/rfc822-headers")
-	w("")
-	if err := d.writeHeader(&b, m.ID); err != nil {
-		return nil, err
+	// RET=FULL asks for the whole message back (RFC 3461 §4.3), which we
+	// do for failures up to maxReturned; otherwise the header section.
+	if strings.EqualFold(m.Ret, "FULL") && action == "failed" && m.Size <= maxReturned {
+		w("Content-Type: message/rfc822")
+		w("")
+		if err := d.writeMessage(&b, m.ID); err != nil {
+			return nil, err
+		}
+	} else {
+		w("Content-Type: text/rfc822-headers")
+		w("")
+		if err := d.writeHeader(&b, m.ID); err != nil {
+			return nil, err
+		}
 	}
 	w("")
 	w("--%s--", boundary)
 	return b.Bytes(), nil
+}
+
+// maxReturned is the largest message a DSN carries whole.
+const maxReturned = 1 << 20
+
+// writeMessage copies the queued message, ending with a line break.
+func (d *Deliverer) writeMessage(b *bytes.Buffer, id string) error {
+	f, err := d.cfg.Queue.Data(id)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := b.ReadFrom(f); err != nil {
+		return err
+	}
+	if !bytes.HasSuffix(b.Bytes(), []byte("\r\n")) {
+		b.WriteString("\r\n")
+	}
+	return nil
 }
 
 // writeHeader copies the header section of the queued message.
