@@ -101,7 +101,9 @@ smtpd_client_connection_count_limit = 0
 default_process_limit = 100
 maillog_file = $W/postfix.log
 EOF
-sed -e 's/^smtp \{1,\}inet .*/127.0.0.1:2502 inet n - n - - smtpd/' /etc/postfix/master.cf | grep -v '^postlog ' >"$W/postfix/master.cf"
+master=/etc/postfix/master.cf
+[ -f "$master" ] || master=/usr/share/postfix/master.cf.dist # "No configuration" installs
+sed -e 's/^smtp \{1,\}inet .*/127.0.0.1:2502 inet n - n - - smtpd/' "$master" | grep -v '^postlog ' >"$W/postfix/master.cf"
 echo 'postlog unix-dgram n - n - 1 postlogd' >>"$W/postfix/master.cf"
 postfix -c "$W/postfix" start >/dev/null
 
