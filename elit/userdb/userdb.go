@@ -34,6 +34,7 @@ import (
 	"sort"
 	"strings"
 
+	"elit.local/elit/blockdev"
 	"elit.local/elit/smtp"
 	"elit.local/oneffs"
 )
@@ -541,8 +542,16 @@ func dummyLike(h passwordHash) passwordHash {
 
 // ReadSource reads a database from a plain JSON file or from a OneFFS image
 // or partition (detected: a regular file whose first non-blank byte is '['
-// is JSON). opts apply to OneFFS (e.g. the sector size).
+// is JSON). A partition may be named "partname:NAME" or "partuuid:UUID"
+// (blockdev.Find). opts apply to OneFFS (e.g. the sector size).
 func ReadSource(path string, opts ...oneffs.Option) ([]byte, error) {
+	if blockdev.IsSpec(path) {
+		dev, err := blockdev.Find("/sys", path)
+		if err != nil {
+			return nil, err
+		}
+		path = dev
+	}
 	isJSON, err := looksLikeJSON(path)
 	if err != nil {
 		return nil, err

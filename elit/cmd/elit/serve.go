@@ -78,7 +78,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	configFile := fs.String("config", "", "JSON `file` of settings: the flag names as keys (\"max-size\": 1000000), plus \"domains\": [...] for more local domains, \"transports\": {name: {type, host, tls, user, password, mechanism, ca-file, socks5}} and \"routes\": [{user, from-domains, to-domains, min-attempt, transport}]; flags given on the command line win")
 	fs.StringVar(&c.domain, "domain", "", "the mail `domain`: names without @ in the user database are at it (required)")
 	fs.StringVar(&c.hostname, "hostname", "", "host `name` in the greeting, EHLO, Received and the self-signed certificate (default: the system host name if it has a dot, else mail.DOMAIN)")
-	fs.StringVar(&c.db, "db", "", "user database: a OneFFS image `file` or block device holding the JSON")
+	fs.StringVar(&c.db, "db", "", "user database: a OneFFS image `file` or block device holding the JSON, or partname:NAME / partuuid:UUID to find the partition (default on the appliance, where /perm exists: partname:oneffs)")
 	fs.StringVar(&c.dbJSON, "db-json", "", "user database as a plain JSON `file` (development)")
 	fs.IntVar(&c.sectorSize, "db-sector-size", 0, "OneFFS sector size of -db (default: the device's, or 512 for a file)")
 	fs.DurationVar(&c.dbInterval, "db-check-interval", 30*time.Second, "how often to look for a changed database (SIGHUP reloads at once); 0 disables")
@@ -228,6 +228,11 @@ func (c *serveConfig) check() error {
 		return configErr("-domain %q: not a domain name", c.domain)
 	}
 	c.domain = d
+	if c.db == "" && c.dbJSON == "" {
+		if fi, err := os.Stat("/perm"); err == nil && fi.IsDir() {
+			c.db = "partname:oneffs" // the appliance: the partition image/ makes
+		}
+	}
 	if (c.db == "") == (c.dbJSON == "") {
 		return configErr("give the user database with exactly one of -db IMG and -db-json FILE")
 	}
