@@ -18,7 +18,7 @@ run:
 # The one test command: unit and end-to-end tests with the race detector in
 # random order, fuzz seed corpora included (go test runs them as tests).
 test:
-	scripts/deps.sh losetup:mount swaks:swaks msmtp:msmtp gsasl:gsasl smtp-sink:postfix python3:python3 \
+	scripts/deps.sh losetup:mount sfdisk:fdisk swaks:swaks msmtp:msmtp gsasl:gsasl smtp-sink:postfix python3:python3 \
 		perl=Net::SSLeay:libnet-ssleay-perl perl=IO::Socket::SSL:libio-socket-ssl-perl
 	$(GO) test -race -shuffle=on -count=1 ./...
 
