@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"strings"
 	"unicode/utf16"
 )
@@ -231,3 +232,35 @@ func crcOf(b []byte, off int) uint32 {
 	copy(c[off:off+4], []byte{0, 0, 0, 0})
 	return crc32.ChecksumIEEE(c)
 }
+
+// Section is a partition's bytes on an image file: a ReaderAt and
+// WriterAt bounded to the partition, with Sync (what oneffs.New needs).
+type Section struct {
+	f         *os.File
+	off, size int64
+}
+
+// Section returns partition p of the image or disk f.
+func (p Partition) Section(f *os.File) *Section {
+	return &Section{f: f, off: p.Offset(), size: p.Size()}
+}
+
+// ErrOutside is a read or write past the partition.
+var ErrOutside = errors.New("outside the partition")
+
+func (s *Section) ReadAt(b []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(b)) > s.size {
+		return 0, ErrOutside
+	}
+	return s.f.ReadAt(b, s.off+off)
+}
+
+func (s *Section) WriteAt(b []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(b)) > s.size {
+		return 0, ErrOutside
+	}
+	return s.f.WriteAt(b, s.off+off)
+}
+
+// Sync makes the writes durable.
+func (s *Section) Sync() error { return s.f.Sync() }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"elit.local/oneffs"
 )
 
 // gokrazyLike makes a 64 MiB image partitioned like a gokrazy disk (boot,
@@ -138,4 +140,52 @@ func FuzzRead(f *testing.F) {
 			tab.Find("oneffs")
 		}
 	})
+}
+
+// TestDatabaseInPartition writes the demo database into the new partition
+// as fail-safe OneFFS, then cuts the partition out and reads it with the
+// oneffs CLI.
+func TestDatabaseInPartition(t *testing.T) {
+	img := gokrazyLike(t)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := AddAtEnd(f, "oneffs", 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := os.ReadFile("../../appliance/demo/users.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := oneffs.New(p.Section(f), p.Size(), oneffs.WithFormat(oneffs.FailSafe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Format(); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Write(db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Section(f).WriteAt([]byte("x"), p.Size()); !errors.Is(err, ErrOutside) {
+		t.Errorf("write past the partition: %v", err)
+	}
+	// Cut partition 5 out, as dd would, and ask the CLI.
+	part := make([]byte, p.Size())
+	if _, err := f.ReadAt(part, p.Offset()); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "part5.img"), part, 0o600)
+	bin := filepath.Join(dir, "oneffs")
+	if out, err := exec.Command("go", "build", "-o", bin, "elit.local/oneffs/cmd/oneffs").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "get", filepath.Join(dir, "part5.img")).Output()
+	if err != nil || !bytes.Equal(out, db) {
+		t.Errorf("oneffs get: %v\n%s", err, out)
+	}
 }
