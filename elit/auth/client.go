@@ -71,15 +71,25 @@ func (c *cramClient) Next(challenge []byte) ([]byte, error) {
 	return []byte(c.user + " " + hex.EncodeToString(m.Sum(nil))), nil
 }
 
-// scramSASL is the client side of RFC 5802 without channel binding (gs2 "n": the relay's
-// TLS is checked on its own).
+// scramSASL is the client side of RFC 5802. Without channel binding its
+// gs2 header is "n,," (a relay's TLS is checked on its own).
 type scramSASL struct {
 	mech           string
 	h              func() hash.Hash
 	user, password string
+	gs2            string // "" means "n,,"
+	cbData         []byte // channel binding data, with a "p=" gs2 header
 	step           int
 	bare           string
 	serverSig      []byte
+}
+
+// NewChannelBindingClient returns a SCRAM-SHA-256-PLUS client bound to a
+// TLS channel: cbType is "tls-exporter", "tls-server-end-point" or
+// "tls-unique", cbData that channel's binding data (RFC 5929, RFC 9266).
+func NewChannelBindingClient(user, password, cbType string, cbData []byte) sasl.Client {
+	return &scramSASL{mech: "SCRAM-SHA-256-PLUS", h: sha256.New, user: user, password: password,
+		gs2: "p=" + cbType + ",,", cbData: cbData}
 }
 
 func (c *scramSASL) Start() (string, []byte, error) {
@@ -87,7 +97,10 @@ func (c *scramSASL) Start() (string, []byte, error) {
 	rand.Read(nonce)
 	name := strings.NewReplacer("=", "=3D", ",", "=2C").Replace(c.user)
 	c.bare = "n=" + name + ",r=" + base64.RawStdEncoding.EncodeToString(nonce)
-	return c.mech, []byte("n,," + c.bare), nil
+	if c.gs2 == "" {
+		c.gs2 = "n,,"
+	}
+	return c.mech, []byte(c.gs2 + c.bare), nil
 }
 
 func (c *scramSASL) Next(challenge []byte) ([]byte, error) {
@@ -119,7 +132,7 @@ func (c *scramSASL) Next(challenge []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		without := "c=biws,r=" + nonce
+		without := "c=" + base64.StdEncoding.EncodeToString(append([]byte(c.gs2), c.cbData...)) + ",r=" + nonce
 		authMessage := c.bare + "," + string(challenge) + "," + without
 		clientKey := hmacBytes(c.h, salted, "Client Key")
 		stored := c.h()

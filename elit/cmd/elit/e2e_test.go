@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/hmac"
-	"crypto/pbkdf2"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
+
+	"elit.local/elit/auth"
 	"elit.local/elit/queue"
 	"elit.local/oneffs"
 )
@@ -86,11 +87,10 @@ func TestServeAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			cs := tc.ConnectionState()
-			if err := c.Auth(&scramPlus{cs: &cs, cbType: cb, user: "din", password: dinPassword}); err != nil {
+			if err := c.Auth(scramPlus(tc, cb, "din", dinPassword)); err != nil {
 				t.Fatalf("auth: %v", err)
 			}
-			if err := c.Auth(&scramPlus{cs: &cs, cbType: cb, user: "din", password: dinPassword}); err == nil {
+			if err := c.Auth(scramPlus(tc, cb, "din", dinPassword)); err == nil {
 				t.Fatal("a second AUTH was accepted")
 			}
 		})
@@ -119,75 +119,31 @@ func dialTLS(t *testing.T, s *server) *tls.Conn {
 	return tc
 }
 
-// scramPlus is a SCRAM-SHA-256-PLUS client (RFC 5802, RFC 7677) for
-// net/smtp.
-type scramPlus struct {
-	cs                     *tls.ConnectionState
-	cbType, user, password string
-	step                   int
-	gs2, bare, nonce       string
-	serverSig              []byte
+// scramPlus is elit/auth's SCRAM-SHA-256-PLUS client bound to tc, as a
+// net/smtp Auth.
+func scramPlus(tc *tls.Conn, cbType, user, password string) smtp.Auth {
+	cs := tc.ConnectionState()
+	var cb []byte
+	switch cbType {
+	case "tls-exporter":
+		cb, _ = cs.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
+	case "tls-server-end-point":
+		sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+		cb = sum[:]
+	}
+	return netSMTPAuth{auth.NewChannelBindingClient(user, password, cbType, cb)}
 }
 
-func (a *scramPlus) Start(*smtp.ServerInfo) (string, []byte, error) {
-	a.gs2 = "p=" + a.cbType + ",,"
-	a.bare = "n=" + a.user + ",r=e2eclientnonce"
-	return "SCRAM-SHA-256-PLUS", []byte(a.gs2 + a.bare), nil
-}
+// netSMTPAuth adapts a go-sasl client to net/smtp.
+type netSMTPAuth struct{ c sasl.Client }
 
-func (a *scramPlus) Next(from []byte, more bool) ([]byte, error) {
+func (a netSMTPAuth) Start(*smtp.ServerInfo) (string, []byte, error) { return a.c.Start() }
+
+func (a netSMTPAuth) Next(from []byte, more bool) ([]byte, error) {
 	if !more {
 		return nil, nil
 	}
-	a.step++
-	switch a.step {
-	case 1:
-		var salt []byte
-		var iter int
-		for _, kv := range strings.Split(string(from), ",") {
-			switch {
-			case strings.HasPrefix(kv, "r="):
-				a.nonce = kv[2:]
-			case strings.HasPrefix(kv, "s="):
-				salt, _ = base64.StdEncoding.DecodeString(kv[2:])
-			case strings.HasPrefix(kv, "i="):
-				fmt.Sscan(kv[2:], &iter)
-			}
-		}
-		var cb []byte
-		switch a.cbType {
-		case "tls-exporter":
-			cb, _ = a.cs.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
-		case "tls-server-end-point":
-			sum := sha256.Sum256(a.cs.PeerCertificates[0].Raw)
-			cb = sum[:]
-		}
-		without := "c=" + base64.StdEncoding.EncodeToString(append([]byte(a.gs2), cb...)) + ",r=" + a.nonce
-		authMsg := a.bare + "," + string(from) + "," + without
-		salted, err := pbkdf2.Key(sha256.New, a.password, salt, iter, 32)
-		if err != nil {
-			return nil, err
-		}
-		mac := func(key []byte, s string) []byte {
-			m := hmac.New(sha256.New, key)
-			m.Write([]byte(s))
-			return m.Sum(nil)
-		}
-		clientKey := mac(salted, "Client Key")
-		stored := sha256.Sum256(clientKey)
-		sig := mac(stored[:], authMsg)
-		proof := make([]byte, len(sig))
-		for i := range sig {
-			proof[i] = clientKey[i] ^ sig[i]
-		}
-		a.serverSig = mac(mac(salted, "Server Key"), authMsg)
-		return []byte(without + ",p=" + base64.StdEncoding.EncodeToString(proof)), nil
-	default:
-		if string(from) != "v="+base64.StdEncoding.EncodeToString(a.serverSig) {
-			return nil, fmt.Errorf("bad server signature %q", from)
-		}
-		return []byte{}, nil
-	}
+	return a.c.Next(from)
 }
 
 // TestServeAuthNeedsTLS: on 587 before STARTTLS there is no AUTH, and AUTH
