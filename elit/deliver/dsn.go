@@ -19,10 +19,7 @@ import (
 // told when the sender is null (never bounce a bounce, RFC 5321 §6.1) or
 // a recipient asked NOTIFY=NEVER or NOTIFY without FAILURE (RFC 3461 §4.1).
 func (d *Deliverer) bounce(m *queue.Message) error {
-	sender := m.From
-	if m.OrigFrom != "" {
-		sender = m.OrigFrom // straight to the original sender, not through SRS
-	}
+	sender := returnPath(m)
 	var report []int
 	for i, r := range m.Recipients {
 		if r.Status != queue.Failed || r.Bounced {
@@ -64,10 +61,7 @@ func (d *Deliverer) warnDelayed(m *queue.Message, now time.Time) error {
 	if d.cfg.DelayWarning <= 0 || now.Sub(m.Received) < d.cfg.DelayWarning {
 		return nil
 	}
-	sender := m.From
-	if m.OrigFrom != "" {
-		sender = m.OrigFrom
-	}
+	sender := returnPath(m)
 	var report []int
 	changed := false
 	for i, r := range m.Recipients {
@@ -121,10 +115,7 @@ func (d *Deliverer) queueDSN(m *queue.Message, sender string, data []byte, what 
 // notifyRelayed sends the "relayed" DSN (RFC 3461 §6.2.2) for recipients
 // that asked NOTIFY=SUCCESS and went to a server without DSN.
 func (d *Deliverer) notifyRelayed(m *queue.Message, relayed []int) error {
-	sender := m.From
-	if m.OrigFrom != "" {
-		sender = m.OrigFrom
-	}
+	sender := returnPath(m)
 	if len(relayed) == 0 || sender == "" {
 		return nil
 	}
@@ -133,6 +124,15 @@ func (d *Deliverer) notifyRelayed(m *queue.Message, relayed []int) error {
 		return err
 	}
 	return d.queueDSN(m, sender, data, "relayed notice queued", len(relayed))
+}
+
+// returnPath is where notifications about m go: the original sender, not
+// the SRS address the message went out with.
+func returnPath(m *queue.Message) string {
+	if m.OrigFrom != "" {
+		return m.OrigFrom
+	}
+	return m.From
 }
 
 // db returns the user database in use, or nil.

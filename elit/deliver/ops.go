@@ -39,14 +39,22 @@ func (d *Deliverer) kick() {
 	}
 }
 
-// edit applies fn to the stored message and stores the result.
-func (d *Deliverer) edit(id string, fn func(m *queue.Message) (changed int)) (int, error) {
+// edit applies fn to the recipients of a stored message that are in
+// state from, stores the result and reschedules the message. It returns
+// how many recipients it changed.
+func (d *Deliverer) edit(id string, from queue.Status, fn func(r *queue.Recipient)) (int, error) {
 	defer d.own(id)()
 	m, err := d.cfg.Queue.Get(id)
 	if err != nil {
 		return 0, err
 	}
-	n := fn(m)
+	n := 0
+	for i := range m.Recipients {
+		if m.Recipients[i].Status == from {
+			fn(&m.Recipients[i])
+			n++
+		}
+	}
 	if n == 0 {
 		return 0, nil
 	}
@@ -63,44 +71,17 @@ func (d *Deliverer) edit(id string, fn func(m *queue.Message) (changed int)) (in
 
 // Hold stops delivery of the pending recipients of a message.
 func (d *Deliverer) Hold(id string) (int, error) {
-	return d.edit(id, func(m *queue.Message) int {
-		n := 0
-		for i := range m.Recipients {
-			if m.Recipients[i].Status == queue.Pending {
-				m.Recipients[i].Status = queue.Held
-				n++
-			}
-		}
-		return n
-	})
+	return d.edit(id, queue.Pending, func(r *queue.Recipient) { r.Status = queue.Held })
 }
 
 // Release makes held recipients pending again, due now.
 func (d *Deliverer) Release(id string) (int, error) {
-	return d.edit(id, func(m *queue.Message) int {
-		n := 0
-		for i := range m.Recipients {
-			if r := &m.Recipients[i]; r.Status == queue.Held {
-				r.Status, r.NextAttempt = queue.Pending, time.Time{}
-				n++
-			}
-		}
-		return n
-	})
+	return d.edit(id, queue.Held, func(r *queue.Recipient) { r.Status, r.NextAttempt = queue.Pending, time.Time{} })
 }
 
 // Retry makes the pending recipients due now.
 func (d *Deliverer) Retry(id string) (int, error) {
-	return d.edit(id, func(m *queue.Message) int {
-		n := 0
-		for i := range m.Recipients {
-			if r := &m.Recipients[i]; r.Status == queue.Pending {
-				r.NextAttempt = time.Time{}
-				n++
-			}
-		}
-		return n
-	})
+	return d.edit(id, queue.Pending, func(r *queue.Recipient) { r.NextAttempt = time.Time{} })
 }
 
 // Drop gives up on the undelivered recipients of a message: the sender
