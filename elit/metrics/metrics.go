@@ -30,13 +30,14 @@ type metric interface {
 // Default is the registry elit serve exposes.
 var Default = &Registry{}
 
-func (r *Registry) add(name string, m metric) {
+// add registers m; a name registered twice is a bug unless replace.
+func (r *Registry) add(name string, m metric, replace bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.metrics == nil {
 		r.metrics = map[string]metric{}
 	}
-	if _, ok := r.metrics[name]; ok {
+	if _, ok := r.metrics[name]; ok && !replace {
 		panic("metrics: " + name + " registered twice")
 	}
 	r.metrics[name] = m
@@ -51,7 +52,7 @@ type Counter struct {
 // NewCounter registers a counter.
 func (r *Registry) NewCounter(name, help string) *Counter {
 	c := &Counter{text: help}
-	r.add(name, c)
+	r.add(name, c, false)
 	return c
 }
 
@@ -78,7 +79,7 @@ type CounterVec struct {
 // NewCounterVec registers counters labelled with label.
 func (r *Registry) NewCounterVec(name, help, label string) *CounterVec {
 	c := &CounterVec{label: label, text: help, v: map[string]*atomic.Uint64{}}
-	r.add(name, c)
+	r.add(name, c, false)
 	return c
 }
 
@@ -126,7 +127,7 @@ type Seconds struct {
 // NewSeconds registers a counter of seconds.
 func (r *Registry) NewSeconds(name, help string) *Seconds {
 	s := &Seconds{text: help}
-	r.add(name, s)
+	r.add(name, s, false)
 	return s
 }
 
@@ -147,18 +148,13 @@ type GaugeFunc struct {
 
 // NewGaugeFunc registers a gauge whose value f returns.
 func (r *Registry) NewGaugeFunc(name, help string, f func() float64) {
-	r.add(name, &GaugeFunc{f: f, text: help})
+	r.add(name, &GaugeFunc{f: f, text: help}, false)
 }
 
 // SetGaugeFunc registers or replaces a gauge (for values owned by an
 // object made at run time, such as the deliverer's queue).
 func (r *Registry) SetGaugeFunc(name, help string, f func() float64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.metrics == nil {
-		r.metrics = map[string]metric{}
-	}
-	r.metrics[name] = &GaugeFunc{f: f, text: help}
+	r.add(name, &GaugeFunc{f: f, text: help}, true)
 }
 
 func (g *GaugeFunc) write(w io.Writer, name string) { fmt.Fprintf(w, "%s %g\n", name, g.f()) }
