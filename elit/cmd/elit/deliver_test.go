@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -202,12 +201,7 @@ func TestDeliverRetry(t *testing.T) {
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
 	// Retries 1 s then 2 s apart: time to swap the sinks in between.
 	s := deliveryServer(t, resolver, port, "-retry-first", "1s", "-retry-max", "2s")
-	c := dialRaw(t, s.mx)
-	c.send("EHLO client.example.net\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
+	c := mxData(t, s.mx, "<x@example.net>", "<din@example.org>")
 	c.send("Subject: retry\r\n\r\nhello\r\n.\r\n")
 	id := queued(c.expect("250"))[0]
 	q := openQueue(t, s)
@@ -239,12 +233,7 @@ func TestDeliverBounce(t *testing.T) {
 	startSink(t, "127.0.0.2:"+port, "-f", "RCPT")
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.2", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)
-	c := dialRaw(t, s.mx)
-	c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net> RET=HDRS ENVID=env42\r\nRCPT TO:<din@example.org> NOTIFY=FAILURE ORCPT=rfc822;din@example.org\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
+	c := mxData(t, s.mx, "<sender@example.net> RET=HDRS ENVID=env42", "<din@example.org> NOTIFY=FAILURE ORCPT=rfc822;din@example.org")
 	c.send("From: sender@example.net\r\nSubject: will bounce\r\nMessage-ID: <orig@example.net>\r\n\r\nsecret body\r\n.\r\n")
 	c.expect("250")
 	waitFor(t, "the bounce", func() bool { return len(good.messages()) == 1 })
@@ -299,26 +288,9 @@ func TestDeliverSIGKILL(t *testing.T) {
 	ackedIDs := map[string]bool{}
 	const rounds = 3
 	for round := range rounds {
-		stop := make(chan struct{})
-		out := make(chan acked, 1000)
-		var wg sync.WaitGroup
-		for g := range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sendLoop(s.mx, fmt.Sprintf("k%dg%d", round, g), stop, out)
-			}()
-		}
-		time.Sleep(time.Duration(200+rand.IntN(300)) * time.Millisecond)
-		s.kill()
-		close(stop)
-		wg.Wait()
-		close(out)
-		for a := range out {
+		for _, a := range killRound(s, fmt.Sprintf("k%d", round), 4, time.Duration(200+rand.IntN(300))*time.Millisecond) {
 			ackedIDs[msgIDRe.FindStringSubmatch(a.body)[1]] = true
 		}
-		s.log.Reset()
-		s.start()
 	}
 	q := openQueue(t, s)
 	for i := 0; ; i++ {
@@ -419,12 +391,7 @@ func TestDeliverSOCKS5(t *testing.T) {
 		"routes":     []map[string]any{{"to-domains": []string{"example.com"}, "transport": "socks"}},
 	})
 	s := deliveryServer(t, resolver, port, "-config", cfg)
-	c := dialRaw(t, s.mx)
-	c.send("EHLO client.example.net\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
+	c := mxData(t, s.mx, "<x@example.net>", "<din@example.org>")
 	c.send("Subject: via socks\r\n\r\nhello\r\n.\r\n")
 	c.expect("250")
 	waitFor(t, "the message", func() bool { return len(sk.messages()) == 1 })
@@ -488,12 +455,7 @@ func TestQueueOps(t *testing.T) {
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port, "-retry-first", "1h", "-retry-max", "2h")
 	send := func() string {
-		c := dialRaw(t, s.mx)
-		c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
-		c.expect("250")
-		c.expect("250")
-		c.expect("250")
-		c.expect("354")
+		c := mxData(t, s.mx, "<sender@example.net>", "<din@example.org>")
 		c.send("Subject: ops\r\n\r\nhello\r\n.\r\n")
 		return queued(c.expect("250"))[0]
 	}
@@ -604,12 +566,7 @@ func TestDeliver8BitMIME(t *testing.T) {
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)
 	send := func(body string) {
-		c := dialRaw(t, s.mx)
-		c.send("EHLO client.example.net\r\nMAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
-		c.expect("250")
-		c.expect("250")
-		c.expect("250")
-		c.expect("354")
+		c := mxData(t, s.mx, "<> BODY=8BITMIME", "<din@example.org>")
 		c.send("Subject: 8bit\r\n\r\n" + body + "\r\n.\r\n")
 		c.expect("250")
 	}
@@ -632,12 +589,7 @@ func TestDeliverDotStuffing(t *testing.T) {
 		_, port, _ := net.SplitHostPort(sk.addr)
 		resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
 		s := deliveryServer(t, resolver, port)
-		c := dialRaw(t, s.mx)
-		c.send("EHLO client.example.net\r\nMAIL FROM:<>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
-		c.expect("250")
-		c.expect("250")
-		c.expect("250")
-		c.expect("354")
+		c := mxData(t, s.mx, "<>", "<din@example.org>")
 		c.send("Subject: dots\r\n\r\n..one dot\r\n...two dots\r\nend\r\n.\r\n")
 		c.expect("250")
 		waitFor(t, "the message", func() bool { return len(sk.messages()) == 1 })
@@ -654,12 +606,7 @@ func TestDeliverRelayedNotice(t *testing.T) {
 	_, port, _ := net.SplitHostPort(noDSN.addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)
-	c := dialRaw(t, s.mx)
-	c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net>\r\nRCPT TO:<din@example.org> NOTIFY=SUCCESS,FAILURE\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
+	c := mxData(t, s.mx, "<sender@example.net>", "<din@example.org> NOTIFY=SUCCESS,FAILURE")
 	c.send("Subject: tell me\r\n\r\nhello\r\n.\r\n")
 	c.expect("250")
 	// smtp-sink announces DSN: NOTIFY goes on, no notice from us.
@@ -676,12 +623,7 @@ func TestDeliverRelayedNotice(t *testing.T) {
 	// message goes, and the sender gets a "relayed" notice.
 	noDSN.stop()
 	plain := startSink(t, noDSN.addr, "-e")
-	c = dialRaw(t, s.mx)
-	c.send("EHLO client.example.net\r\nMAIL FROM:<sender@example.net>\r\nRCPT TO:<din@example.org> NOTIFY=SUCCESS\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
+	c = mxData(t, s.mx, "<sender@example.net>", "<din@example.org> NOTIFY=SUCCESS")
 	c.send("Subject: tell me again\r\n\r\nhello\r\n.\r\n")
 	c.expect("250")
 	waitFor(t, "the message and the notice", func() bool { return len(plain.messages()) == 2 })

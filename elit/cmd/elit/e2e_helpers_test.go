@@ -242,9 +242,8 @@ func runTool(t *testing.T, stdin string, name string, args ...string) (int, stri
 	cmd := exec.Command(name, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	done := make(chan struct{})
 	timer := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
-	defer func() { timer.Stop(); close(done) }()
+	defer timer.Stop()
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -274,6 +273,20 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	rc := dialNoGreeting(t, addr)
 	rc.expect("220")
 	return rc
+}
+
+// mxData connects to addr and sends EHLO, MAIL FROM:from, RCPT TO:to and
+// DATA in one pipelined group (from and to may carry parameters); it
+// returns the client after the 354, ready for the message.
+func mxData(t *testing.T, addr, from, to string) *rawClient {
+	t.Helper()
+	c := dialRaw(t, addr)
+	c.send("EHLO client.example.net\r\nMAIL FROM:" + from + "\r\nRCPT TO:" + to + "\r\nDATA\r\n")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	return c
 }
 
 // dialRawTLS connects to the implicit-TLS port.

@@ -382,12 +382,7 @@ func TestServeSmuggling(t *testing.T) {
 	q := openQueue(t, s)
 	for _, eod := range []string{"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r"} {
 		t.Run(fmt.Sprintf("%q", eod), func(t *testing.T) {
-			c := dialRaw(t, s.mx)
-			c.send("EHLO client.example.net\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
-			c.expect("250")
-			c.expect("250")
-			c.expect("250")
-			c.expect("354")
+			c := mxData(t, s.mx, "<x@example.net>", "<din@example.org>")
 			c.send("Subject: first\r\n\r\nfirst" + eod +
 				"MAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
 			r, _ := c.reply()
@@ -467,12 +462,7 @@ func TestServeBadInput(t *testing.T) {
 	c = dialRaw(t, s.mx)
 	c.send("EHLO " + strings.Repeat("a", 10000) + "\r\n")
 	c.expect("500")
-	c = dialRaw(t, s.mx)
-	c.send("EHLO client.example.net\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\n")
-	c.expect("250")
-	c.expect("250")
-	c.expect("250")
-	c.expect("354")
+	c = mxData(t, s.mx, "<x@example.net>", "<din@example.org>")
 	c.send("Subject: long\r\n\r\n" + strings.Repeat("x", 5000) + "\r\n.\r\n")
 	if r, _ := c.reply(); !strings.HasPrefix(r, "5") {
 		t.Errorf("over-long data line: %q", r)

@@ -74,35 +74,43 @@ func sendLoop(addr, tag string, stop <-chan struct{}, out chan<- acked) {
 	}
 }
 
+// killRound runs senders clients (sendLoop, tagged tag) against s, kills
+// s with SIGKILL after wait, restarts it, and returns what was
+// acknowledged before the kill.
+func killRound(s *server, tag string, senders int, wait time.Duration) []acked {
+	stop := make(chan struct{})
+	out := make(chan acked, 1000)
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sendLoop(s.mx, fmt.Sprintf("%sg%d", tag, g), stop, out)
+		}()
+	}
+	time.Sleep(wait)
+	s.kill()
+	close(stop)
+	wg.Wait()
+	close(out)
+	var got []acked
+	for a := range out {
+		got = append(got, a)
+	}
+	s.log.Reset()
+	s.start()
+	return got
+}
+
 // TestServeSIGKILL kills the server at random points while 8 clients send;
 // after each restart every message that got a 250 is in the queue, intact.
 func TestServeSIGKILL(t *testing.T) {
 	s := startServer(t)
 	var all []acked
 	for round := range 4 {
-		stop := make(chan struct{})
-		out := make(chan acked, 1000)
-		var wg sync.WaitGroup
-		for g := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sendLoop(s.mx, fmt.Sprintf("r%dg%d", round, g), stop, out)
-			}()
-		}
-		time.Sleep(time.Duration(100+rand.IntN(400)) * time.Millisecond)
-		s.kill()
-		close(stop)
-		wg.Wait()
-		close(out)
-		n := 0
-		for a := range out {
-			all = append(all, a)
-			n++
-		}
-		t.Logf("round %d: %d messages acknowledged before SIGKILL", round, n)
-		s.log.Reset()
-		s.start()
+		got := killRound(s, fmt.Sprintf("r%d", round), 8, time.Duration(100+rand.IntN(400))*time.Millisecond)
+		t.Logf("round %d: %d messages acknowledged before SIGKILL", round, len(got))
+		all = append(all, got...)
 	}
 	s.stop()
 	if len(all) == 0 {
