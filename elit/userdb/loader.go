@@ -69,8 +69,7 @@ func (l *Loader) Info() LoadInfo {
 func (l *Loader) Load() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, err := l.load(false)
-	return err
+	return l.load(false)
 }
 
 // Check reloads the database if its source changed since the last load.
@@ -80,7 +79,7 @@ func (l *Loader) Check() {
 	l.load(true)
 }
 
-func (l *Loader) load(onlyIfChanged bool) (changed bool, err error) {
+func (l *Loader) load(onlyIfChanged bool) error {
 	now := time.Now()
 	l.info.Time = now
 	data, err := ReadSource(l.source, l.opts...)
@@ -88,7 +87,7 @@ func (l *Loader) load(onlyIfChanged bool) (changed bool, err error) {
 	if err == nil {
 		sum = sha256.Sum256(data)
 		if onlyIfChanged && sum == l.lastSum && l.cur.Load() != nil {
-			return false, nil
+			return nil
 		}
 	}
 	var db *DB
@@ -105,9 +104,9 @@ func (l *Loader) load(onlyIfChanged bool) (changed bool, err error) {
 			if report {
 				l.log.Error("cannot load the user database; the one in use stays", "source", l.source, "err", err)
 			}
-			return false, nil
+			return nil
 		}
-		return false, l.loadCache(err)
+		return l.loadCache(err)
 	}
 	l.lastSum = sum
 	l.info.Err = nil
@@ -126,7 +125,7 @@ func (l *Loader) load(onlyIfChanged bool) (changed bool, err error) {
 			}
 		}
 	}
-	return true, nil
+	return nil
 }
 
 func (l *Loader) loadCache(cause error) error {

@@ -82,6 +82,7 @@ type DB struct {
 	users   map[string]*User // by canonical address
 	order   []*User
 	dummy   passwordHash
+	mechs   []string // see Mechanisms
 	// Warnings are problems that did not make the database invalid.
 	Warnings []Problem
 }
@@ -209,6 +210,7 @@ func Parse(data []byte, domain string, extra ...string) (*DB, error) {
 			break
 		}
 	}
+	db.mechs = db.mechanisms()
 	sort.SliceStable(problems, func(a, b int) bool { return problems[a].Entry < problems[b].Entry })
 	for _, p := range problems {
 		if !p.Warning {
@@ -422,8 +424,10 @@ func (db *DB) Authenticate(login, password string) (*User, bool) {
 
 // Mechanisms returns the SASL mechanisms some user has secrets for, the
 // strongest first. Offering one that no user can use would only invite
-// failed attempts.
-func (db *DB) Mechanisms() []string {
+// failed attempts. (Worked out once by Parse: every EHLO asks.)
+func (db *DB) Mechanisms() []string { return slices.Clone(db.mechs) }
+
+func (db *DB) mechanisms() []string {
 	var hasPw, has256, has1, hasCram bool
 	for _, u := range db.order {
 		hasPw = hasPw || u.password != nil
