@@ -121,12 +121,10 @@ func (s *scanner) close() error {
 	if s.err != nil {
 		return s.err
 	}
-	if s.prev != '\n' && s.prev != 0 {
-		// go-smtp's reader keeps the CRLF before the final dot, so the
-		// data ends with a line ending unless a CR was the last byte.
-		if s.prev == '\r' {
-			return errBareNewline
-		}
+	if s.prev == '\r' {
+		// A CR as the very last byte: go-smtp's reader keeps the CRLF
+		// before the final dot, so only a bare CR can end the data so.
+		return errBareNewline
 	}
 	if s.inHeader {
 		s.endField() // a message of headers only

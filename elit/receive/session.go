@@ -333,11 +333,8 @@ func (ss *session) Data(r io.Reader) error {
 			break
 		}
 		if rerr != nil {
-			var se *smtp.SMTPError
-			if errors.As(rerr, &se) {
-				ss.log.Info("message refused", "err", rerr)
-				return rerr
-			}
+			// Too large (an *smtp.SMTPError go-smtp answers as is), or
+			// the connection broke.
 			ss.log.Info("message not received", "err", rerr)
 			return rerr
 		}
