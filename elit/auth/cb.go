@@ -68,5 +68,3 @@ func hmacBytes(h func() hash.Hash, key []byte, msg string) []byte {
 	m.Write([]byte(msg))
 	return m.Sum(nil)
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"strconv"
 	"strings"
 
 	"elit.local/elit/userdb"
@@ -128,7 +129,7 @@ func (s *scram) first(msg string) ([]byte, bool, error) {
 	if s.secret != nil {
 		salt, iter = s.secret.Salt, s.secret.Iterations
 	}
-	s.serverFirst = "r=" + s.nonce + ",s=" + base64.StdEncoding.EncodeToString(salt) + ",i=" + itoa(iter)
+	s.serverFirst = "r=" + s.nonce + ",s=" + base64.StdEncoding.EncodeToString(salt) + ",i=" + strconv.Itoa(iter)
 	return []byte(s.serverFirst), false, nil
 }
 
