@@ -4,7 +4,11 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 30s
 
-.PHONY: all build run test check bench fuzz clean
+TARGET ?= vm
+DB ?= appliance/demo/users.json
+DOMAIN ?= example.org
+
+.PHONY: all build run image test check bench fuzz clean
 
 all: check test
 
@@ -15,12 +19,18 @@ build:
 run:
 	scripts/run.sh
 
+# A bootable image: make image TARGET=rpi DB=users.json DOMAIN=example.org
+image:
+	scripts/deps.sh $$(scripts/image-deps.sh)
+	$(GO) build -o bin/elit-image ./image/cmd/elit-image
+	bin/elit-image build -target $(TARGET) -db $(DB) -domain $(DOMAIN) -o bin/elit-$(TARGET).img
+
 # The one test command: unit and end-to-end tests with the race detector in
 # random order, fuzz seed corpora included (go test runs them as tests).
 test:
 	scripts/deps.sh losetup:mount sfdisk:fdisk swaks:swaks msmtp:msmtp gsasl:gsasl smtp-sink:postfix python3:python3 \
-		perl=Net::SSLeay:libnet-ssleay-perl perl=IO::Socket::SSL:libio-socket-ssl-perl
-	$(GO) test -race -shuffle=on -count=1 ./...
+		perl=Net::SSLeay:libnet-ssleay-perl perl=IO::Socket::SSL:libio-socket-ssl-perl $$(scripts/image-deps.sh)
+	$(GO) test -race -shuffle=on -count=1 -timeout 45m ./...
 
 check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: needs formatting:"; echo "$$out"; exit 1; fi

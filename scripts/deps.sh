@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the commands a Makefile target needs are installed.
 # Usage: scripts/deps.sh COMMAND:DEBIAN_PACKAGE ...
-# A COMMAND of the form perl=Module::Name checks for a Perl module instead.
+# A COMMAND of the form perl=Module::Name checks for a Perl module instead,
+# and one that starts with / for a file.
 # Missing ones are installed with apt-get when running as root on Debian;
 # otherwise it stops and says exactly what to install.
 set -euo pipefail
@@ -10,6 +11,7 @@ for spec in "$@"; do
 	cmd=${spec%:*} pkg=${spec##*:}
 	case $cmd in
 	perl=*) perl -M"${cmd#perl=}" -e1 >/dev/null 2>&1 || missing+=("$pkg") ;;
+	/*) [ -e "$cmd" ] || missing+=("$pkg") ;;
 	*) command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg") ;;
 	esac
 done

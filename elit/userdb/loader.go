@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"elit.local/elit/blockdev"
 	"elit.local/oneffs"
 )
 
@@ -164,4 +165,55 @@ func (l *Loader) Watch(ctx context.Context, interval time.Duration) {
 			l.Check()
 		}
 	}
+}
+
+// Replace checks data as a database and, when it is valid, writes it to the
+// source and loads it: a JSON file is replaced atomically (renameio), a
+// OneFFS image or partition is rewritten in its own format (fail-safe keeps
+// the old copy readable until the new one is complete). An invalid database
+// is refused with Parse's *Error and nothing is written.
+func (l *Loader) Replace(data []byte) (*DB, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	db, err := Parse(data, l.domain, l.extra...)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSource(l.source, data, l.opts...); err != nil {
+		return nil, fmt.Errorf("writing the user database to %s: %w", l.source, err)
+	}
+	if err := l.load(false); err != nil {
+		return nil, err
+	}
+	if l.info.Err != nil {
+		return nil, l.info.Err
+	}
+	return db, nil
+}
+
+// writeSource stores data where ReadSource reads it from.
+func writeSource(path string, data []byte, opts ...oneffs.Option) error {
+	if blockdev.IsSpec(path) {
+		dev, err := blockdev.Find("/sys", path)
+		if err != nil {
+			return err
+		}
+		path = dev
+	}
+	isJSON, err := looksLikeJSON(path)
+	if err != nil {
+		return err
+	}
+	if isJSON {
+		return renameio.WriteFile(path, data, 0o600)
+	}
+	im, err := oneffs.Open(path, opts...)
+	if err != nil {
+		return err
+	}
+	if err := im.Write(data); err != nil {
+		im.Close()
+		return err
+	}
+	return im.Close()
 }

@@ -115,6 +115,10 @@ func Read(f io.ReaderAt) (*Table, error) {
 	return t, nil
 }
 
+// DiskSize is the size of the disk the table was made for: its backup
+// header is the last sector (UEFI 2.10 §5.3.2).
+func (t *Table) DiskSize() int64 { return int64(t.backupLBA+1) * SectorSize }
+
 // Find returns the partition named name.
 func (t *Table) Find(name string) (Partition, error) {
 	for _, p := range t.Partitions {

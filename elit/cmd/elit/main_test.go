@@ -146,3 +146,20 @@ func TestQueue(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCmdline(t *testing.T) {
+	const uuid = "root=PARTUUID=60c24cc1-f3f9-427a-8199-b2a5b2b90001"
+	for _, tt := range []struct {
+		in   string
+		want bootInfo
+	}{
+		{"console=ttyS0 " + uuid + "/PARTNROFF=1 ro", bootInfo{RootPartition: 2}},
+		{uuid + "/PARTNROFF=2 ro gokrazy.try_boot_inactive=1", bootInfo{RootPartition: 3, Trial: true}},
+		{uuid + "/PARTNROFF=2 gokrazy.switch_on_boot=1", bootInfo{RootPartition: 3}},
+		{"BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro", bootInfo{}},
+	} {
+		if got := parseCmdline(tt.in); got != tt.want {
+			t.Errorf("parseCmdline(%q) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
+	"golang.org/x/crypto/acme/autocert"
 
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
@@ -47,7 +48,9 @@ type serveConfig struct {
 	mxAddr, submissionAddr, submissionsAddr   string
 	tlsCert, tlsKey, resolver, postmaster     string
 	logLevel, smarthost, deliveryPort         string
-	metricsAddr                               string
+	metricsAddr, httpAddr, httpPasswordFile   string
+	useACME                                   bool
+	acme                                      acmeConfig
 	deliver, useSRS                           bool
 	retryFirst, retryMax, lifetime, delayWarn time.Duration
 	maxDeliveries, maxPerDest                 int
@@ -88,6 +91,12 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.StringVar(&c.submissionsAddr, "submissions-addr", ":465", "submission over implicit TLS listen `address` (\"\" disables)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate chain, PEM `file` (default: a self-signed one, made once and kept in the state directory)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key, PEM `file`")
+	fs.BoolVar(&c.useACME, "acme", false, "get the host name's certificate by ACME (Let's Encrypt by default), kept in STATE/acme; until it comes, the -tls-cert or self-signed one serves")
+	fs.StringVar(&c.acme.directory, "acme-directory", autocert.DefaultACMEDirectory, "ACME directory `URL`")
+	fs.StringVar(&c.acme.email, "acme-email", "", "contact `address` for the ACME account (expiry warnings)")
+	fs.StringVar(&c.acme.tlsAddr, "acme-tls-addr", ":443", "listen `address` answering TLS-ALPN-01 challenges (port 443 as the ACME server sees it; \"\" disables)")
+	fs.StringVar(&c.acme.httpAddr, "acme-http-addr", "", "listen `address` answering HTTP-01 challenges (port 80 as the ACME server sees it; \"\" disables)")
+	fs.StringVar(&c.acme.caFile, "acme-ca-file", "", "PEM `file` of the CA that signs the ACME server's HTTPS certificate (a private ACME server; default: the system's)")
 	fs.StringVar(&c.resolver, "resolver", "", "DNS server `host:port` for outgoing mail (default: the first nameserver of /etc/resolv.conf)")
 	fs.StringVar(&c.postmaster, "postmaster", "", "`address` that mail to postmaster@ goes to when the database has no postmaster (default: the mailboxes of the first user that can log in)")
 	fs.Int64Var(&c.maxSize, "max-size", 10_240_000, "maximum message size in `bytes`")
@@ -114,6 +123,8 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.IntVar(&c.maxPerDest, "max-per-destination", 10, "connections to one destination domain or relay at once")
 	fs.DurationVar(&c.delayWarn, "delay-warning", 4*time.Hour, "tell the sender when a message is still undelivered after this long (negative: never)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (\"\" disables; keep it on a private address)")
+	fs.StringVar(&c.httpAddr, "http-addr", "", "serve the status page and database push (PUT /db) at http://`ADDR`/ to clients on private networks, with basic auth user gokrazy (\"\" disables)")
+	fs.StringVar(&c.httpPasswordFile, "http-password-file", "", "`file` holding the -http-addr password (default: gokrazy's, /perm/gokr-pw.txt or /etc/gokr-pw.txt)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: elit serve -domain DOMAIN (-db IMG | -db-json FILE) [flags]")
@@ -329,6 +340,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return configErr("-log-level %q: %w", c.logLevel, err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Queue timestamps, retry times, certificate validity and Date headers
+	// all need the time; a Raspberry Pi has no clock until NTP answers.
+	if err := waitForClock(ctx, log, time.Now, time.Sleep); err != nil {
+		return err
+	}
 
 	if err := os.MkdirAll(c.state, 0o700); err != nil {
 		return configErr("state directory: %w", err)
@@ -369,9 +385,16 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	certs := newCertSource(c.hostname, cert, log.With("job", "certs"))
+	if c.useACME {
+		c.acme.cacheDir = acmeCacheDir(c.state)
+		if err := certs.startACME(ctx, c.acme); err != nil {
+			return err
+		}
+	}
 	tlsConfig := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   tls.VersionTLS12,
+		GetCertificate: certs.GetCertificate,
+		MinVersion:     tls.VersionTLS12,
 	}
 
 	var rewriter *srs.SRS
@@ -425,7 +448,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		Deliver:          notify,
 		Log:              log,
 		TLS:              tlsConfig,
-		CertDER:          func() []byte { return cert.Certificate[0] },
+		CertDER:          certs.CertDER,
 		Postmaster:       postmaster,
 		SRS:              rewriter,
 		ListBounce:       listBounce,
@@ -489,7 +512,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		go loader.Watch(ctx, c.dbInterval)
 	}
 
-	log.Info("elit serving", "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver, "smarthost", c.smarthost, "deliver", c.deliver)
+	log.Info("elit serving", "version", version, "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver, "smarthost", c.smarthost, "deliver", c.deliver)
 	if c.metricsAddr != "" {
 		ml, err := net.Listen("tcp", c.metricsAddr)
 		if err != nil {
@@ -505,9 +528,24 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		}()
 		log.Info("metrics listening", "addr", ml.Addr().String())
 	}
+	if c.httpAddr != "" {
+		files := defaultPasswordFiles
+		if c.httpPasswordFile != "" {
+			files = []string{c.httpPasswordFile}
+		}
+		pw, err := readPasswordFile(files)
+		if err != nil {
+			return configErr("-http-addr: %w", err)
+		}
+		st := &statusServer{c: c, q: q, loader: loader, password: pw, started: time.Now(), log: log.With("job", "http")}
+		if err := st.serve(ctx, c.httpAddr); err != nil {
+			return fmt.Errorf("status page: %w", err)
+		}
+	}
 	if err := serveControl(ctx, c.state, deliverer, log); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
+	trialWatchdog(ctx, log, "/proc/cmdline", "/dev/watchdog")
 	var wg sync.WaitGroup
 	if c.deliver {
 		wg.Add(1)
@@ -533,6 +571,32 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return err
 	}
 	log.Info("elit stopped")
+	return nil
+}
+
+// dbSource is where the user database comes from.
+func (c *serveConfig) dbSource() string {
+	if c.db != "" {
+		return c.db
+	}
+	return c.dbJSON
+}
+
+// clockFloor is a time before which the clock is surely unset (a board
+// without a real-time clock boots in 1970).
+var clockFloor = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// waitForClock returns once the clock is past clockFloor, or when ctx ends.
+func waitForClock(ctx context.Context, log *slog.Logger, now func() time.Time, sleep func(time.Duration)) error {
+	for i := 0; now().Before(clockFloor); i++ {
+		if i == 0 {
+			log.Warn("waiting for the clock to be set (NTP)", "now", now())
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		sleep(time.Second)
+	}
 	return nil
 }
 

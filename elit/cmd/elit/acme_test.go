@@ -1,0 +1,204 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// pebble runs Let's Encrypt's test ACME server (a Go tool in go.mod) on
+// loopback, resolving names with the test DNS server.
+type pebble struct {
+	cmd                    *exec.Cmd
+	dir, directory, minica string
+	mgmt                   string
+	tlsPort                int
+}
+
+func freeTCP(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startPebble(t *testing.T, dnsAddr string) *pebble {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pebble")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {
+		t.Fatalf("building pebble: %v\n%s", err, out)
+	}
+	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := filepath.Join(strings.TrimSpace(string(mod)), "test", "certs")
+	p := &pebble{dir: dir, minica: filepath.Join(certs, "pebble.minica.pem"), tlsPort: freeTCP(t)}
+	listen, mgmt := freeTCP(t), freeTCP(t)
+	p.directory = fmt.Sprintf("https://127.0.0.1:%d/dir", listen)
+	p.mgmt = fmt.Sprintf("https://127.0.0.1:%d", mgmt)
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", listen),
+		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
+		"certificate":             filepath.Join(certs, "localhost", "cert.pem"),
+		"privateKey":              filepath.Join(certs, "localhost", "key.pem"),
+		"httpPort":                freeTCP(t),
+		"tlsPort":                 p.tlsPort,
+		"keyAlgorithm":            "ecdsa",
+	}}
+	b, _ := json.Marshal(cfg)
+	cfgPath := filepath.Join(dir, "pebble.json")
+	os.WriteFile(cfgPath, b, 0o600)
+	p.cmd = exec.Command(bin, "-config", cfgPath, "-dnsserver", dnsAddr)
+	p.cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
+	log, _ := os.Create(filepath.Join(dir, "pebble.log"))
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", listen)); err == nil {
+			c.Close()
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("pebble did not start")
+	return nil
+}
+
+func (p *pebble) stop() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+// root fetches the root that signs pebble's certificates (made at start).
+func (p *pebble) root(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pem, _ := os.ReadFile(p.minica)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(p.mgmt + "/roots/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		t.Fatalf("pebble root: %s", b)
+	}
+	return roots
+}
+
+func waitLogCount(t *testing.T, s *server, text string, n int, timeout time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if strings.Count(s.logText(), text) >= n {
+			return
+		}
+	}
+	t.Fatalf("no %q in the log after %v:\n%s", text, timeout, s.logText())
+}
+
+// TestACME gets the host name's certificate from Pebble by TLS-ALPN-01,
+// serves it on the submission ports, and finds it again in the state
+// directory after a restart with Pebble gone.
+func TestACME(t *testing.T) {
+	dnsAddr := loopbackDNS(t)
+	p := startPebble(t, dnsAddr)
+	s := startServer(t, "-acme", "-acme-directory", p.directory, "-acme-ca-file", p.minica,
+		"-acme-tls-addr", fmt.Sprintf("127.0.0.1:%d", p.tlsPort), "-acme-email", "postmaster@example.org")
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(p.dir, "pebble.log"))
+			t.Logf("pebble:\n%s", b)
+		}
+	})
+	waitLogCount(t, s, "ACME certificate obtained", 1, time.Minute)
+	roots := p.root(t)
+	check := func() {
+		t.Helper()
+		c, err := tls.Dial("tcp", s.subs, &tls.Config{RootCAs: roots, ServerName: "mx.example.org"})
+		if err != nil {
+			t.Fatalf("TLS to submissions with Pebble's root: %v", err)
+		}
+		defer c.Close()
+		// No server name at all, as many SMTP clients do: the same
+		// certificate.
+		raw, err := tls.Dial("tcp", s.subs, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		leaf := raw.ConnectionState().PeerCertificates[0]
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "mx.example.org", Intermediates: pool(raw.ConnectionState().PeerCertificates[1:])}); err != nil {
+			t.Fatalf("without SNI: %v", err)
+		}
+	}
+	check()
+	p.stop()
+	s.stop()
+	s.start()
+	waitLogCount(t, s, "ACME certificate obtained", 2, 30*time.Second)
+	check()
+	if _, err := os.Stat(filepath.Join(s.state, "acme", "acme_account+key")); err != nil {
+		t.Fatalf("the ACME account key is not in the state directory: %v", err)
+	}
+}
+
+func pool(certs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// loopbackDNS answers every A query with 127.0.0.1, over UDP and TCP (Pebble
+// asks over TCP).
+func loopbackDNS(t *testing.T) string {
+	t.Helper()
+	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+		m := new(mdns.Msg)
+		m.SetReply(r)
+		if q := r.Question[0]; q.Qtype == mdns.TypeA {
+			m.Answer = append(m.Answer, &mdns.A{Hdr: mdns.RR_Header{Name: q.Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
+		}
+		w.WriteMsg(m)
+	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp, tcp := &mdns.Server{PacketConn: pc, Handler: h}, &mdns.Server{Listener: l, Handler: h}
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
+	return pc.LocalAddr().String()
+}

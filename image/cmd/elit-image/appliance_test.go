@@ -1,0 +1,482 @@
+package main
+
+// The appliance, end to end: images built with monogok, judged by Debian's
+// tools (sfdisk, fsck.vfat, unsquashfs, e2fsck) and by oneffs, then booted
+// in QEMU under software emulation and driven with swaks, smtp-sink, the
+// update protocol and a power cut. make test installs the tools.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"elit.local/image/gpt"
+	"elit.local/oneffs"
+)
+
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if strings.HasPrefix(tool, "/") {
+			if _, err := os.Stat(tool); err != nil {
+				t.Fatalf("%s is missing: make test installs it", tool)
+			}
+			continue
+		}
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
+				t.Fatalf("%s is not installed: make test installs it (scripts/deps.sh)", tool)
+			}
+		}
+	}
+}
+
+func sbin(tool string) string {
+	if p, err := exec.LookPath(tool); err == nil {
+		return p
+	}
+	return "/usr/sbin/" + tool
+}
+
+var (
+	toolOnce sync.Once
+	toolPath string
+	toolErr  error
+)
+
+// tool builds elit-image once per test run (qemu execs QEMU in its place, so
+// it runs as a separate program).
+func tool(t *testing.T) string {
+	t.Helper()
+	toolOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "elit-image-test-")
+		if err != nil {
+			toolErr = err
+			return
+		}
+		toolPath = filepath.Join(dir, "elit-image")
+		out, err := exec.Command("go", "build", "-o", toolPath, ".").CombinedOutput()
+		if err != nil {
+			toolErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if toolErr != nil {
+		t.Fatal(toolErr)
+	}
+	return toolPath
+}
+
+func runTool(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(tool(t), args...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+const demoDB = "../../../appliance/demo/users.json"
+
+func buildImage(t *testing.T, out string, args ...string) {
+	t.Helper()
+	start := time.Now()
+	o, err := runTool(t, append([]string{"build", "-o", out}, args...)...)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, o)
+	}
+	t.Logf("built %s in %.1fs: %s", filepath.Base(out), time.Since(start).Seconds(), strings.TrimSpace(o))
+}
+
+// cut copies partition p of an image to its own file.
+func cut(t *testing.T, img string, p gpt.Partition) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), fmt.Sprintf("p%d", p.Index))
+	o, err := exec.Command("dd", "if="+img, "of="+out, "bs=1M", "iflag=skip_bytes,count_bytes",
+		"skip="+strconv.FormatInt(p.Offset(), 10), "count="+strconv.FormatInt(p.Size(), 10), "conv=sparse").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dd: %v: %s", err, o)
+	}
+	return out
+}
+
+func TestImageStatic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds gokrazy images")
+	}
+	needTools(t, "sfdisk", "fsck.vfat", "unsquashfs", "e2fsck", "mkfs.ext4", "dd")
+	db, err := os.ReadFile(demoDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"vm", "rpi"} {
+		t.Run(target, func(t *testing.T) {
+			img := filepath.Join(t.TempDir(), target+".img")
+			buildImage(t, img, "-target", target, "-db", demoDB, "-domain", "example.org")
+
+			out, err := exec.Command(sbin("sfdisk"), "--json", img).Output()
+			if err != nil {
+				t.Fatalf("sfdisk --json: %v", err)
+			}
+			var pt struct {
+				PartitionTable struct {
+					Label      string
+					Partitions []struct{ Name string }
+				}
+			}
+			if err := json.Unmarshal(out, &pt); err != nil {
+				t.Fatal(err)
+			}
+			if pt.PartitionTable.Label != "gpt" || len(pt.PartitionTable.Partitions) != 5 || pt.PartitionTable.Partitions[4].Name != "oneffs" {
+				t.Fatalf("sfdisk --json: %s", out)
+			}
+			if out, err := exec.Command(sbin("sfdisk"), "-d", img).CombinedOutput(); err != nil {
+				t.Fatalf("sfdisk -d: %v: %s", err, out)
+			}
+			if out, err := exec.Command(sbin("sfdisk"), "--verify", img).CombinedOutput(); err != nil || !strings.Contains(string(out), "No errors detected") {
+				t.Fatalf("sfdisk --verify: %v: %s", err, out)
+			}
+
+			f, err := os.Open(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			tab, err := gpt.Read(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			part := map[int]gpt.Partition{}
+			for _, p := range tab.Partitions {
+				part[p.Index] = p
+			}
+			if out, err := exec.Command(sbin("fsck.vfat"), "-n", cut(t, img, part[1])).CombinedOutput(); err != nil {
+				t.Fatalf("fsck.vfat -n (boot): %v: %s", err, out)
+			}
+			out, err = exec.Command("unsquashfs", "-l", "-o", strconv.FormatInt(part[2].Offset(), 10), img).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "/user/elit") || !strings.Contains(string(out), "/gokrazy/init") {
+				t.Fatalf("unsquashfs -l (root): %v: %s", err, out)
+			}
+			if out, err := exec.Command(sbin("e2fsck"), "-n", "-f", cut(t, img, part[4])).CombinedOutput(); err != nil {
+				t.Fatalf("e2fsck -n (perm): %v: %s", err, out)
+			}
+			p5 := cut(t, img, part[5])
+			got, err := exec.Command("go", "run", "elit.local/oneffs/cmd/oneffs", "get", p5).Output()
+			if err != nil {
+				t.Fatalf("oneffs get (partition 5): %v", err)
+			}
+			if !bytes.Equal(got, db) {
+				t.Fatalf("oneffs get: %q, want the database", got)
+			}
+			im, err := oneffs.Open(p5, oneffs.WithReadOnly())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+			if info, err := im.Stat(); err != nil || info.Format != oneffs.FailSafe {
+				t.Fatalf("partition 5: %+v, %v; want fail-safe", info, err)
+			}
+		})
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// vm is an appliance in QEMU with its forwards and host-side sink.
+type vm struct {
+	t                              *testing.T
+	img, password                  string
+	smtp, submission, http, status int
+	sinkPort                       int
+	sinkDir                        string
+	qemu, sink                     *exec.Cmd
+}
+
+func (v *vm) boot() {
+	v.t.Helper()
+	cmd := exec.Command(tool(v.t), "qemu", "-smtp", strconv.Itoa(v.smtp), "-submission", strconv.Itoa(v.submission),
+		"-submissions", "0", "-http", strconv.Itoa(v.http), "-status", strconv.Itoa(v.status),
+		"-sink", "127.0.0.1:"+strconv.Itoa(v.sinkPort), v.img)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		v.t.Fatal(err)
+	}
+	v.qemu = cmd
+	start := time.Now()
+	if _, err := v.waitStatus(func(s *applianceState) bool { return true }, 5*time.Minute); err != nil {
+		v.t.Fatalf("boot: %v", err)
+	}
+	v.t.Logf("boot to status page: %.1fs", time.Since(start).Seconds())
+}
+
+// powerCut kills QEMU: the disk is left as a power cut leaves it.
+func (v *vm) powerCut() {
+	if v.qemu != nil {
+		v.qemu.Process.Signal(syscall.SIGKILL)
+		v.qemu.Wait()
+		v.qemu = nil
+	}
+}
+
+func (v *vm) startSink() {
+	v.t.Helper()
+	cmd := exec.Command(sbin("smtp-sink"), "-u", "nobody", "-d", v.sinkDir+"/%M.", "127.0.0.1:"+strconv.Itoa(v.sinkPort), "10")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		v.t.Fatal(err)
+	}
+	v.sink = cmd
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(v.sinkPort)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	v.t.Fatal("smtp-sink did not start")
+}
+
+func (v *vm) stopSink() {
+	if v.sink != nil {
+		v.sink.Process.Kill()
+		v.sink.Wait()
+		v.sink = nil
+	}
+}
+
+// sunk returns the messages the sink received that contain marker.
+func (v *vm) sunk(marker string) int {
+	n := 0
+	entries, _ := os.ReadDir(v.sinkDir)
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(v.sinkDir, e.Name()))
+		if bytes.Contains(b, []byte(marker)) {
+			n++
+		}
+	}
+	return n
+}
+
+func (v *vm) waitSunk(marker string, timeout time.Duration) {
+	v.t.Helper()
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(time.Second) {
+		if v.sunk(marker) > 0 {
+			return
+		}
+	}
+	v.t.Fatalf("no message with %q reached the sink in %v", marker, timeout)
+}
+
+func (v *vm) device() *device {
+	return &device{base: fmt.Sprintf("http://127.0.0.1:%d", v.http), status: fmt.Sprintf("http://127.0.0.1:%d", v.status), password: v.password}
+}
+
+func (v *vm) waitStatus(ok func(*applianceState) bool, timeout time.Duration) (*applianceState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var last error
+	for ctx.Err() == nil {
+		st, err := v.device().state(ctx)
+		if err == nil && ok(st) {
+			return st, nil
+		}
+		last = err
+		sleep(ctx, time.Second)
+	}
+	return nil, fmt.Errorf("no status after %v: %v", timeout, last)
+}
+
+func (v *vm) swaks(args ...string) (string, error) {
+	out, err := exec.Command("swaks", append([]string{"--helo", "client.example.net", "--timeout", "60"}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (v *vm) submit(user, password, marker string) {
+	v.t.Helper()
+	out, err := v.swaks("--server", "127.0.0.1:"+strconv.Itoa(v.submission), "-tls", "--auth-user", user, "--auth-password", password,
+		"--from", user+"@example.org", "--to", "friend@example.net", "--header", "Subject: "+marker, "--body", marker)
+	if err != nil || !strings.Contains(out, "250 2.0.0") {
+		v.t.Fatalf("submission as %s: %v\n%s", user, err, out)
+	}
+}
+
+func (v *vm) update(img string, args ...string) (string, error) {
+	out, err := runTool(v.t, append([]string{"update", "-host", "127.0.0.1:" + strconv.Itoa(v.http),
+		"-status", "127.0.0.1:" + strconv.Itoa(v.status), "-smtp", "127.0.0.1:" + strconv.Itoa(v.smtp)}, append(args, img)...)...)
+	return out, err
+}
+
+func TestApplianceQEMU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots the appliance in QEMU")
+	}
+	needTools(t, "qemu-system-x86_64", ovmfCode, ovmfVars, "swaks", "smtp-sink", "mkfs.ext4", "dd")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o711) // smtp-sink runs as nobody
+	v := &vm{t: t, img: filepath.Join(dir, "v1.img"), sinkDir: filepath.Join(dir, "sink"),
+		smtp: freePort(t), submission: freePort(t), http: freePort(t), status: freePort(t), sinkPort: freePort(t)}
+	os.Mkdir(v.sinkDir, 0o777)
+	os.Chmod(v.sinkDir, 0o777) // smtp-sink writes as nobody
+	flags := []string{"-target", "vm", "-db", demoDB, "-domain", "example.org", "-hostname", "mail.example.org",
+		"-elit-flag=-smarthost=" + sinkAddr, "-elit-flag=-retry-first=2s", "-elit-flag=-retry-max=4s"}
+	buildImage(t, v.img, append(flags, "-version", "v1")...)
+	pw, err := readTrimmed(v.img + ".password")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.password = pw
+	t.Cleanup(func() {
+		v.powerCut()
+		v.stopSink()
+	})
+	v.startSink()
+	v.boot()
+
+	t.Run("submit", func(t *testing.T) {
+		v.t = t
+		v.submit("din", "demo", "marker-submit")
+		v.waitSunk("marker-submit", 2*time.Minute)
+		out, _ := v.swaks("--server", "127.0.0.1:"+strconv.Itoa(v.smtp), "--from", "someone@example.net", "--to", "nobody@example.org", "--quit-after", "RCPT")
+		if !strings.Contains(out, "<** 550 5.1.1") {
+			t.Fatalf("unknown local user not refused at RCPT:\n%s", out)
+		}
+	})
+
+	t.Run("db push", func(t *testing.T) {
+		v.t = t
+		users := addUser(t, "bob", "bob-secret")
+		db2 := filepath.Join(dir, "db2.json")
+		os.WriteFile(db2, users, 0o644)
+		out, _ := v.swaks("--server", "127.0.0.1:"+strconv.Itoa(v.submission), "-tls", "--auth-user", "bob", "--auth-password", "bob-secret", "--quit-after", "AUTH")
+		if !strings.Contains(out, "535") {
+			t.Fatalf("bob logged in before the push:\n%s", out)
+		}
+		o, err := runTool(t, "db", "push", "-host", "127.0.0.1:"+strconv.Itoa(v.status), "-password-file", v.img+".password", db2)
+		if err != nil || !strings.Contains(o, "3 addresses") {
+			t.Fatalf("db push: %v\n%s", err, o)
+		}
+		v.submit("bob", "bob-secret", "marker-bob")
+		v.waitSunk("marker-bob", 2*time.Minute)
+
+		bad := filepath.Join(dir, "bad.json")
+		os.WriteFile(bad, []byte(`[{"name":"carol","password":"x","mailboxes":["not an address"]},{"name":"carol","mailboxes":[]}]`), 0o644)
+		o, err = runTool(t, "db", "push", "-host", "127.0.0.1:"+strconv.Itoa(v.status), "-password-file", v.img+".password", bad)
+		if err == nil || !strings.Contains(o, "422") || !strings.Contains(o, "carol") {
+			t.Fatalf("a corrupt database was not refused with its reasons: %v\n%s", err, o)
+		}
+		t.Logf("refused: %s", o)
+		v.submit("bob", "bob-secret", "marker-bob-2") // the pushed database stays
+	})
+
+	t.Run("power cut", func(t *testing.T) {
+		v.t = t
+		v.stopSink() // the destination is unreachable
+		v.submit("din", "demo", "marker-powercut")
+		if _, err := v.waitStatus(func(s *applianceState) bool { return s.Queue.Pending > 0 }, time.Minute); err != nil {
+			t.Fatalf("not queued: %v", err)
+		}
+		time.Sleep(3 * time.Second) // an attempt or two fail
+		v.powerCut()
+		v.boot()
+		st, err := v.waitStatus(func(s *applianceState) bool { return true }, time.Minute)
+		if err != nil || st.Queue.Pending == 0 {
+			t.Fatalf("after the power cut the message is not queued: %+v %v", st, err)
+		}
+		v.startSink()
+		v.waitSunk("marker-powercut", 2*time.Minute)
+		if _, err := v.waitStatus(func(s *applianceState) bool { return s.Queue.Messages == 0 }, time.Minute); err != nil {
+			t.Fatalf("queue not empty after delivery: %v", err)
+		}
+	})
+
+	t.Run("update", func(t *testing.T) {
+		v.t = t
+		before, err := v.waitStatus(func(*applianceState) bool { return true }, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2 := filepath.Join(dir, "v2.img")
+		buildImage(t, v2, append(flags, "-version", "v2", "-password", v.password)...)
+		start := time.Now()
+		out, err := v.update(v2)
+		if err != nil {
+			t.Fatalf("update to v2: %v\n%s", err, out)
+		}
+		t.Logf("update to v2: %.1fs\n%s", time.Since(start).Seconds(), out)
+		st, err := v.waitStatus(func(*applianceState) bool { return true }, time.Minute)
+		want, _ := readTrimmed(v2 + ".version")
+		if err != nil || st.Version != want || st.Boot.RootPartition == before.Boot.RootPartition || st.Boot.Trial {
+			t.Fatalf("after the update: %+v, %v; want version %s on the other root partition than %d", st, err, want, before.Boot.RootPartition)
+		}
+		v.submit("bob", "bob-secret", "marker-v2") // /perm and the database partition survived
+		v.waitSunk("marker-v2", 2*time.Minute)
+
+		// An elit that exits at once (a bad certificate path).
+		broken := filepath.Join(dir, "broken.img")
+		buildImage(t, broken, append(flags, "-version", "broken", "-password", v.password,
+			"-elit-flag=-tls-cert=/nonexistent", "-elit-flag=-tls-key=/nonexistent")...)
+		out, err = v.update(broken, "-timeout", "150s")
+		if err == nil || !strings.Contains(out, "is running again") {
+			t.Fatalf("update to a broken build: %v\n%s", err, out)
+		}
+		t.Logf("broken update refused: %s", out)
+		st, err = v.waitStatus(func(*applianceState) bool { return true }, time.Minute)
+		if err != nil || st.Version != want || st.Boot.Trial {
+			t.Fatalf("after the broken update: %+v, %v; want %s back", st, err, want)
+		}
+
+		// A truncated image is refused before anything is sent.
+		trunc := filepath.Join(dir, "trunc.img")
+		if err := copyFile(v2, trunc); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(trunc+".version", []byte("v3\n"), 0o644)
+		os.Truncate(trunc, 120<<20) // into the root file system
+		out, err = v.update(trunc, "-password", v.password)
+		if err == nil || !strings.Contains(out, "truncated") {
+			t.Fatalf("update with a truncated image: %v\n%s", err, out)
+		}
+		if st, err := v.device().state(context.Background()); err != nil || st.Version != want {
+			t.Fatalf("after the truncated update: %+v, %v", st, err)
+		}
+	})
+}
+
+// addUser returns the demo database plus a user made with elit passwd.
+func addUser(t *testing.T, name, password string) []byte {
+	t.Helper()
+	cmd := exec.Command("go", "run", "elit.local/elit/cmd/elit", "passwd", "-name", name, "-mailbox", name+"@example.net")
+	cmd.Stdin = strings.NewReader(password + "\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("elit passwd: %v", err)
+	}
+	var users []json.RawMessage
+	b, err := os.ReadFile(demoDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &users); err != nil {
+		t.Fatal(err)
+	}
+	users = append(users, json.RawMessage(out))
+	b, _ = json.Marshal(users)
+	return b
+}
