@@ -74,3 +74,15 @@ echo "through Elit (queued, SRS-rewritten) to smtp-sink as smarthost, timed unti
 echo "empty; CPU is Elit's user + system time (fsync and file work count as system time)."
 echo
 scripts/bench-smtp.sh
+
+echo
+echo "## The appliance image"
+echo
+echo "The Elit \`vm\` image next to a minimal gokrazy image (\`appliance/hello\`, a"
+echo "program answering \"220 hello\" on port 25), built by \`elit-image build\` (2 GiB"
+echo "image, database partition, /perm formatted) and booted by \`elit-image qemu\`"
+echo "(UEFI, virtio, TCG software emulation: no KVM) in the same run, one run each"
+echo "(scripts/bench-image.sh). Boot is QEMU start to the first SMTP banner on the"
+echo "forwarded port 25; update is the command until the new version greets."
+echo
+scripts/bench-image.sh

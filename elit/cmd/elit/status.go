@@ -186,7 +186,7 @@ func dnsRecords(domain, hostname string) []string {
 		fmt.Sprintf("%s. MX 10 %s.", domain, hostname),
 		fmt.Sprintf("%s. A/AAAA <the public address of this appliance>", hostname),
 		fmt.Sprintf(`%s. TXT "v=spf1 mx -all"`, domain),
-		fmt.Sprintf(`_dmarc.%s. TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@%s"`, domain, domain),
+		fmt.Sprintf(`_dmarc.%s. TXT "v=DMARC1; p=none; rua=mailto:postmaster@%s"`, domain, domain),
 		fmt.Sprintf("_submissions._tcp.%s. SRV 0 1 465 %s.", domain, hostname),
 		fmt.Sprintf("_submission._tcp.%s. SRV 0 1 587 %s.", domain, hostname),
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -77,7 +78,7 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	o := buildOptions{size: 2 << 30, dbSize: 16 << 20}
 	fs := flag.NewFlagSet("elit-image build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.target, "target", "vm", "`target`: vm (amd64 PC or VM) or rpi (Raspberry Pi 3/4/5/Zero 2 W, arm64)")
+	fs.StringVar(&o.target, "target", "vm", "`target`: vm (amd64 PC or VM) or rpi (Raspberry Pi 3/4/5/Zero 2 W, arm64); hello is the baseline of make bench")
 	fs.StringVar(&o.db, "db", "", "user database: a JSON `file` or a OneFFS image (required)")
 	fs.StringVar(&o.domain, "domain", "", "the mail `domain` (without it, elit on the appliance stays stopped: exit 125, unconfigured)")
 	fs.StringVar(&o.hostname, "hostname", "", "the MX and submission host `name` (default mail.DOMAIN)")
@@ -113,7 +114,7 @@ func build(ctx context.Context, o *buildOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.target != "vm" && o.target != "rpi" {
+	if o.target != "vm" && o.target != "rpi" && o.target != "hello" {
 		return fmt.Errorf("-target %q: want vm or rpi", o.target)
 	}
 	if o.size < 1300<<20 {
@@ -259,6 +260,9 @@ func writeInstanceConfig(from, to string, o *buildOptions) error {
 		pcs = map[string]any{}
 		cfg["PackageConfig"] = pcs
 	}
+	if pkgs, _ := cfg["Packages"].([]any); !slices.Contains(pkgs, any(elitPackage)) {
+		return writeJSON(to, cfg) // no elit in it (the hello baseline)
+	}
 	pc, _ := pcs[elitPackage].(map[string]any)
 	if pc == nil {
 		pc = map[string]any{}
@@ -279,11 +283,15 @@ func writeInstanceConfig(from, to string, o *buildOptions) error {
 	}
 	pc["CommandLineFlags"] = flags
 	pc["GoBuildFlags"] = []any{"-ldflags=-X main.version=" + o.version}
-	out, err := json.MarshalIndent(cfg, "", "  ")
+	return writeJSON(to, cfg)
+}
+
+func writeJSON(path string, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(to, out, 0o600)
+	return os.WriteFile(path, out, 0o600)
 }
 
 // moduleRoot finds the Elit module around the current directory.
