@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -37,8 +39,38 @@ type Resolver interface {
 // Client is a Resolver that asks one DNS server (host:port), over UDP and
 // over TCP when the answer is truncated.
 type Client struct {
-	Server  string
-	Timeout time.Duration // per query; default 5 s
+	Server string
+	// ResolvConf, used when Server is empty, is a resolv.conf(5) whose
+	// first nameserver is asked. It is read at each query: on the
+	// appliance DHCP writes it after elit starts.
+	ResolvConf string
+	Timeout    time.Duration // per query; default 5 s
+}
+
+func (c *Client) server() (string, error) {
+	if c.Server != "" {
+		return c.Server, nil
+	}
+	if s := ResolvConfServer(c.ResolvConf); s != "" {
+		return s, nil
+	}
+	return "", fmt.Errorf("dns: no nameserver in %s (yet)", c.ResolvConf)
+}
+
+// ResolvConfServer returns the first nameserver of a resolv.conf as
+// host:port, or "" when there is none.
+func ResolvConfServer(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "nameserver" {
+			return net.JoinHostPort(f[1], "53")
+		}
+	}
+	return ""
 }
 
 func (c *Client) query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error) {
@@ -49,13 +81,17 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) (*mdns.Ms
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
+	server, err := c.server()
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		cl := &mdns.Client{Net: "udp", Timeout: timeout}
-		r, _, err := cl.ExchangeContext(ctx, m, c.Server)
+		r, _, err := cl.ExchangeContext(ctx, m, server)
 		if err == nil && r.Truncated {
 			cl.Net = "tcp"
-			r, _, err = cl.ExchangeContext(ctx, m, c.Server)
+			r, _, err = cl.ExchangeContext(ctx, m, server)
 		}
 		if err != nil {
 			lastErr = err

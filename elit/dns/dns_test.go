@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -62,5 +65,25 @@ func TestClient(t *testing.T) {
 	}
 	if _, err := c.LookupMX(ctx, "broken.example"); err == nil || errors.Is(err, ErrNotFound) {
 		t.Errorf("SERVFAIL: %v", err)
+	}
+}
+
+func TestResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/resolv.conf"
+	c := &Client{ResolvConf: path, Timeout: 100 * time.Millisecond}
+	// Before DHCP has written it: a temporary error, not a crash.
+	if _, err := c.LookupMX(context.Background(), "example.com"); err == nil || !strings.Contains(err.Error(), "no nameserver") {
+		t.Fatalf("no resolv.conf: %v", err)
+	}
+	for in, want := range map[string]string{
+		"# by dhcp\nsearch lan\nnameserver 10.0.2.3\nnameserver 1.1.1.1\n": "10.0.2.3:53",
+		"nameserver ::1\n": "[::1]:53",
+		"search lan\n":     "",
+	} {
+		os.WriteFile(path, []byte(in), 0o644)
+		if got := ResolvConfServer(path); got != want {
+			t.Errorf("ResolvConfServer(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -97,7 +97,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.StringVar(&c.acme.tlsAddr, "acme-tls-addr", ":443", "listen `address` answering TLS-ALPN-01 challenges (port 443 as the ACME server sees it; \"\" disables)")
 	fs.StringVar(&c.acme.httpAddr, "acme-http-addr", "", "listen `address` answering HTTP-01 challenges (port 80 as the ACME server sees it; \"\" disables)")
 	fs.StringVar(&c.acme.caFile, "acme-ca-file", "", "PEM `file` of the CA that signs the ACME server's HTTPS certificate (a private ACME server; default: the system's)")
-	fs.StringVar(&c.resolver, "resolver", "", "DNS server `host:port` for outgoing mail (default: the first nameserver of /etc/resolv.conf)")
+	fs.StringVar(&c.resolver, "resolver", "", "DNS server `host:port` for outgoing mail (default: the first nameserver of /etc/resolv.conf, read at each lookup)")
 	fs.StringVar(&c.postmaster, "postmaster", "", "`address` that mail to postmaster@ goes to when the database has no postmaster (default: the mailboxes of the first user that can log in)")
 	fs.Int64Var(&c.maxSize, "max-size", 10_240_000, "maximum message size in `bytes`")
 	fs.IntVar(&c.maxRcpt, "max-recipients", 100, "maximum recipients per message")
@@ -270,18 +270,15 @@ func (c *serveConfig) check() error {
 	if c.mxAddr == "" && c.submissionAddr == "" && c.submissionsAddr == "" {
 		return configErr("every listener is disabled")
 	}
-	if c.resolver == "" {
-		c.resolver = resolvConfServer("/etc/resolv.conf")
-	} else if _, _, err := net.SplitHostPort(c.resolver); err != nil {
-		return configErr("-resolver %q: want host:port", c.resolver)
+	if c.resolver != "" {
+		if _, _, err := net.SplitHostPort(c.resolver); err != nil {
+			return configErr("-resolver %q: want host:port", c.resolver)
+		}
 	}
 	if c.smarthost != "" {
 		if _, _, err := net.SplitHostPort(c.smarthost); err != nil {
 			return configErr("-smarthost %q: want host:port", c.smarthost)
 		}
-	}
-	if c.deliver && c.smarthost == "" && c.resolver == "" {
-		return configErr("no DNS server to deliver with: give -resolver or -smarthost")
 	}
 	if c.retryFirst <= 0 || c.retryMax < c.retryFirst || c.lifetime <= 0 || c.maxDeliveries <= 0 || c.maxPerDest <= 0 {
 		return configErr("-retry-first, -retry-max, -queue-lifetime and -max-deliveries must be positive, -retry-max at least -retry-first")
@@ -313,22 +310,6 @@ func (c *serveConfig) check() error {
 		}
 	}
 	return nil
-}
-
-// resolvConfServer returns the first nameserver of a resolv.conf as
-// host:port, or "" when there is none.
-func resolvConfServer(path string) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" {
-			return net.JoinHostPort(f[1], "53")
-		}
-	}
-	return ""
 }
 
 func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
@@ -418,7 +399,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	{
 		deliverer, err = deliver.New(deliver.Config{
 			Queue:        q,
-			Resolver:     &dns.Client{Server: c.resolver},
+			Resolver:     &dns.Client{Server: c.resolver, ResolvConf: "/etc/resolv.conf"},
 			Users:        loader.DB,
 			Hostname:     c.hostname,
 			Log:          log.With("job", "deliver"),
@@ -512,7 +493,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		go loader.Watch(ctx, c.dbInterval)
 	}
 
-	log.Info("elit serving", "version", version, "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", c.resolver, "smarthost", c.smarthost, "deliver", c.deliver)
+	resolver := c.resolver
+	if resolver == "" {
+		resolver = "/etc/resolv.conf"
+	}
+	log.Info("elit serving", "version", version, "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", resolver, "smarthost", c.smarthost, "deliver", c.deliver)
 	if c.metricsAddr != "" {
 		ml, err := net.Listen("tcp", c.metricsAddr)
 		if err != nil {
