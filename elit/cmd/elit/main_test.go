@@ -163,3 +163,14 @@ func TestParseCmdline(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseCmdline(f *testing.F) {
+	f.Add("console=ttyS0 root=PARTUUID=60c24cc1-f3f9-427a-8199-b2a5b2b90001/PARTNROFF=1 ro gokrazy.try_boot_inactive=1")
+	f.Add("root=/dev/mmcblk0p2")
+	f.Fuzz(func(t *testing.T, s string) {
+		b := parseCmdline(s)
+		if b.RootPartition != 0 && b.RootPartition != 2 && b.RootPartition != 3 {
+			t.Fatalf("root partition %d", b.RootPartition)
+		}
+	})
+}

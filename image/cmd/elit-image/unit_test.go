@@ -54,3 +54,21 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTrialBoot: whatever a boot partition holds, the patch never panics
+// and never changes its length.
+func FuzzTrialBoot(f *testing.F) {
+	f.Add([]byte("root=PARTUUID=60c24cc1-f3f9-427a-8199-b2a5b2b90001/PARTNROFF=1 ro"+strings.Repeat(" ", 40)), 3)
+	f.Add([]byte("root=PARTUUID=/PARTNROFF="), 2)
+	f.Add([]byte("options root=PARTUUID=x/PARTNROFF=2\nroot=PARTUUID="), 2)
+	f.Fuzz(func(t *testing.T, b []byte, active int) {
+		if active != 2 && active != 3 {
+			return
+		}
+		n := len(b)
+		trialBoot(b, active)
+		if len(b) != n {
+			t.Fatal("length changed")
+		}
+	})
+}

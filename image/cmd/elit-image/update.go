@@ -117,8 +117,18 @@ func update(ctx context.Context, o *updateOptions, stdout, stderr io.Writer) err
 	if err := d.upload(ctx, "/update/root", root, stderr); err != nil {
 		return fmt.Errorf("root file system: %w", err)
 	}
-	if err := d.upload(ctx, "/update/boot", boot, stderr); err != nil {
-		return fmt.Errorf("boot file system: %w", err)
+	// The boot partition is written in place: a broken upload leaves it
+	// damaged, so it is tried again before giving up (and never followed
+	// by a reboot).
+	for attempt := 1; ; attempt++ {
+		err := d.upload(ctx, "/update/boot", boot, stderr)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			return fmt.Errorf("boot file system: %w; do NOT reboot the appliance before an update succeeds", err)
+		}
+		fmt.Fprintf(stdout, "boot file system: %v; trying again\n", err)
 	}
 	rebootAt := time.Now()
 	d.post(ctx, "/reboot") // the connection may drop as the device goes down
