@@ -24,7 +24,7 @@ type pebble struct {
 	cmd                    *exec.Cmd
 	dir, directory, minica string
 	mgmt                   string
-	tlsPort                int
+	tlsPort, httpPort      int
 }
 
 func freeTCP(t *testing.T) int {
@@ -49,7 +49,7 @@ func startPebble(t *testing.T, dnsAddr string) *pebble {
 		t.Fatal(err)
 	}
 	certs := filepath.Join(strings.TrimSpace(string(mod)), "test", "certs")
-	p := &pebble{dir: dir, minica: filepath.Join(certs, "pebble.minica.pem"), tlsPort: freeTCP(t)}
+	p := &pebble{dir: dir, minica: filepath.Join(certs, "pebble.minica.pem"), tlsPort: freeTCP(t), httpPort: freeTCP(t)}
 	listen, mgmt := freeTCP(t), freeTCP(t)
 	p.directory = fmt.Sprintf("https://127.0.0.1:%d/dir", listen)
 	p.mgmt = fmt.Sprintf("https://127.0.0.1:%d", mgmt)
@@ -58,7 +58,7 @@ func startPebble(t *testing.T, dnsAddr string) *pebble {
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
 		"certificate":             filepath.Join(certs, "localhost", "cert.pem"),
 		"privateKey":              filepath.Join(certs, "localhost", "key.pem"),
-		"httpPort":                freeTCP(t),
+		"httpPort":                p.httpPort,
 		"tlsPort":                 p.tlsPort,
 		"keyAlgorithm":            "ecdsa",
 	}}
@@ -72,7 +72,13 @@ func startPebble(t *testing.T, dnsAddr string) *pebble {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.stop)
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "pebble.log"))
+			t.Logf("pebble:\n%s", b)
+		}
+	})
 	for i := 0; i < 200; i++ {
 		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", listen)); err == nil {
 			c.Close()
@@ -130,12 +136,6 @@ func TestACME(t *testing.T) {
 	p := startPebble(t, dnsAddr)
 	s := startServer(t, "-acme", "-acme-directory", p.directory, "-acme-ca-file", p.minica,
 		"-acme-tls-addr", fmt.Sprintf("127.0.0.1:%d", p.tlsPort), "-acme-email", "postmaster@example.org")
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(p.dir, "pebble.log"))
-			t.Logf("pebble:\n%s", b)
-		}
-	})
 	waitLogCount(t, s, "ACME certificate obtained", 1, time.Minute)
 	roots := p.root(t)
 	check := func() {
@@ -201,4 +201,18 @@ func loopbackDNS(t *testing.T) string {
 	go tcp.ActivateAndServe()
 	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
 	return pc.LocalAddr().String()
+}
+
+// TestACMEHTTP01 gets the certificate by HTTP-01 alone (no TLS-ALPN-01
+// listener, as where port 443 is taken).
+func TestACMEHTTP01(t *testing.T) {
+	p := startPebble(t, loopbackDNS(t))
+	s := startServer(t, "-acme", "-acme-directory", p.directory, "-acme-ca-file", p.minica,
+		"-acme-tls-addr", "", "-acme-http-addr", fmt.Sprintf("127.0.0.1:%d", p.httpPort))
+	waitLogCount(t, s, "ACME certificate obtained", 1, time.Minute)
+	c, err := tls.Dial("tcp", s.subs, &tls.Config{RootCAs: p.root(t), ServerName: "mx.example.org"})
+	if err != nil {
+		t.Fatalf("TLS to submissions with Pebble's root: %v", err)
+	}
+	c.Close()
 }

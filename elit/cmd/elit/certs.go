@@ -40,9 +40,7 @@ func newCertSource(hostname string, static tls.Certificate, log *slog.Logger) *c
 // name, or an address: every connection gets the host name's certificate.
 func (s *certSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if s.acme != nil && s.ready.Load() {
-		h := *hello
-		h.ServerName = s.hostname
-		cert, err := s.acme.GetCertificate(&h)
+		cert, err := s.acme.GetCertificate(ecdsaHello(s.hostname))
 		if err == nil {
 			s.leaf.Store(&cert.Certificate[0])
 			return cert, nil
@@ -50,6 +48,18 @@ func (s *certSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificat
 		s.log.Error("ACME certificate unavailable; using the fallback", "err", err)
 	}
 	return &s.static, nil
+}
+
+// ecdsaHello asks autocert for the host name's ECDSA certificate: one
+// certificate for every client (autocert would otherwise get an RSA one,
+// at handshake time, for a hello that does not list ECDSA).
+func ecdsaHello(name string) *tls.ClientHelloInfo {
+	return &tls.ClientHelloInfo{
+		ServerName:       name,
+		SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256},
+		SupportedCurves:  []tls.CurveID{tls.CurveP256},
+		CipherSuites:     []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_AES_128_GCM_SHA256},
+	}
 }
 
 // CertDER is the leaf in use, for SCRAM's tls-server-end-point binding.
@@ -96,7 +106,16 @@ func (s *certSource) startACME(ctx context.Context, c acmeConfig) error {
 		if err != nil {
 			return fmt.Errorf("ACME HTTP-01: %w", err)
 		}
-		hs := &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+		challenges := m.HTTPHandler(nil)
+		// The host policy sees the Host header, which carries a port when
+		// the challenge reaches us through a forward from another port.
+		handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if host, _, err := net.SplitHostPort(r.Host); err == nil {
+				r.Host = host
+			}
+			challenges.ServeHTTP(w, r)
+		})
+		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		go hs.Serve(l)
 		go func() {
 			<-ctx.Done()
@@ -140,9 +159,10 @@ func serveALPN(ctx context.Context, l net.Listener, cfg *tls.Config) {
 // obtain gets the first certificate, retrying with backoff; autocert
 // renews it from then on.
 func (s *certSource) obtain(ctx context.Context) {
-	wait := 30 * time.Second
+	// autocert keeps a failed attempt for a minute before it tries again.
+	wait := 90 * time.Second
 	for ctx.Err() == nil {
-		cert, err := s.acme.GetCertificate(&tls.ClientHelloInfo{ServerName: s.hostname})
+		cert, err := s.acme.GetCertificate(ecdsaHello(s.hostname))
 		if err == nil {
 			s.ready.Store(true)
 			s.leaf.Store(&cert.Certificate[0])
