@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,7 +135,9 @@ func waitLogCount(t *testing.T, s *server, text string, n int, timeout time.Dura
 func TestACME(t *testing.T) {
 	dnsAddr := loopbackDNS(t)
 	p := startPebble(t, dnsAddr)
-	s := startServer(t, "-acme", "-acme-directory", p.directory, "-acme-ca-file", p.minica,
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("pw\n"), 0o600)
+	s := startServer(t, "-http-addr", "127.0.0.1:0", "-http-password-file", pw, "-acme", "-acme-directory", p.directory, "-acme-ca-file", p.minica,
 		"-acme-tls-addr", fmt.Sprintf("127.0.0.1:%d", p.tlsPort), "-acme-email", "postmaster@example.org")
 	waitLogCount(t, s, "ACME certificate obtained", 1, time.Minute)
 	roots := p.root(t)
@@ -158,6 +161,9 @@ func TestACME(t *testing.T) {
 		}
 	}
 	check()
+	if st := fetchStatus(t, s, "pw"); st.Cert.Source != "acme" || !slices.Contains(st.Cert.Names, "mx.example.org") {
+		t.Fatalf("status page certificate: %+v", st.Cert)
+	}
 	p.stop()
 	s.stop()
 	s.start()

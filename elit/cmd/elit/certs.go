@@ -62,6 +62,22 @@ func ecdsaHello(name string) *tls.ClientHelloInfo {
 	}
 }
 
+// info describes the certificate in use; fromFile says whether the
+// fallback came from -tls-cert.
+func (s *certSource) info(fromFile bool) certInfo {
+	ci := certInfo{Source: "self-signed"}
+	switch {
+	case s.ready.Load():
+		ci.Source = "acme"
+	case fromFile:
+		ci.Source = "file"
+	}
+	if leaf, err := x509.ParseCertificate(s.CertDER()); err == nil {
+		ci.Names, ci.Issuer, ci.NotAfter = leaf.DNSNames, leaf.Issuer.String(), leaf.NotAfter
+	}
+	return ci
+}
+
 // CertDER is the leaf in use, for SCRAM's tls-server-end-point binding.
 func (s *certSource) CertDER() []byte { return *s.leaf.Load() }
 

@@ -522,7 +522,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		if err != nil {
 			return configErr("-http-addr: %w", err)
 		}
-		st := &statusServer{c: c, q: q, loader: loader, password: pw, started: time.Now(), log: log.With("job", "http")}
+		st := &statusServer{c: c, q: q, loader: loader, certs: certs, password: pw, started: time.Now(), log: log.With("job", "http")}
 		if err := st.serve(ctx, c.httpAddr); err != nil {
 			return fmt.Errorf("status page: %w", err)
 		}

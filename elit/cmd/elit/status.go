@@ -33,6 +33,7 @@ type statusServer struct {
 	c        *serveConfig
 	q        *queue.Store
 	loader   *userdb.Loader
+	certs    *certSource
 	password string
 	started  time.Time
 	log      *slog.Logger
@@ -100,9 +101,18 @@ type status struct {
 	Queue     queueStats `json:"queue"`
 	Database  dbStatus   `json:"database"`
 	DNSRecord []string   `json:"dns_records"`
+	Cert      certInfo   `json:"certificate"`
 	// Boot is what the kernel command line says about the root file
 	// system (on the appliance; zero elsewhere).
 	Boot bootInfo `json:"boot"`
+}
+
+// certInfo describes the TLS certificate served.
+type certInfo struct {
+	Source   string    `json:"source"` // acme, file or self-signed
+	Names    []string  `json:"names"`
+	Issuer   string    `json:"issuer"`
+	NotAfter time.Time `json:"not_after"`
 }
 
 // bootInfo is the gokrazy root partition the boot partition names (2 or 3),
@@ -170,6 +180,9 @@ func (s *statusServer) status() status {
 		st.Database.Error = info.Err.Error()
 	}
 	st.DNSRecord = dnsRecords(s.c.domain, s.c.hostname)
+	if s.certs != nil {
+		st.Cert = s.certs.info(s.c.tlsCert != "")
+	}
 	if cmdline, err := os.ReadFile("/proc/cmdline"); err == nil {
 		st.Boot = parseCmdline(string(cmdline))
 	}
@@ -207,6 +220,8 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <h2>User database</h2>
 <p>{{.Database.Addresses}} addresses from {{.Database.Source}}{{if .Database.FromCache}} (the cached copy){{end}}, loaded {{.Database.Loaded.Format "2006-01-02 15:04:05 MST"}}; last checked {{.Database.LastTry.Format "2006-01-02 15:04:05 MST"}}.</p>
 {{with .Database.Error}}<p><strong>The last load failed:</strong> {{.}}</p>{{end}}
+<h2>TLS certificate</h2>
+<p>{{.Cert.Source}}: {{range .Cert.Names}}{{.}} {{end}}issued by {{.Cert.Issuer}}, valid until {{.Cert.NotAfter.Format "2006-01-02 15:04 MST"}}.</p>
 <h2>DNS records to publish</h2>
 <pre>{{range .DNSRecord}}{{.}}
 {{end}}</pre>

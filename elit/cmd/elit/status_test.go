@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,15 +21,7 @@ func TestStatusPage(t *testing.T) {
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("s3cret\n"), 0o600)
 	s := startServer(t, "-http-addr", "127.0.0.1:0", "-http-password-file", pwFile)
-	var base string
-	for end := time.Now().Add(10 * time.Second); base == "" && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if m := statusRe.FindStringSubmatch(s.logText()); m != nil {
-			base = "http://" + m[1]
-		}
-	}
-	if base == "" {
-		t.Fatalf("no status page:\n%s", s.logText())
-	}
+	base := statusURL(t, s)
 	do := func(method, path, password string, body []byte) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
@@ -54,7 +47,8 @@ func TestStatusPage(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
 		t.Fatalf("status.json: %d %s", code, body)
 	}
-	if st.Version != version || st.Domain != "example.org" || st.Database.Addresses != 3 || len(st.DNSRecord) == 0 {
+	if st.Version != version || st.Domain != "example.org" || st.Database.Addresses != 3 || len(st.DNSRecord) == 0 ||
+		st.Cert.Source != "file" || !slices.Contains(st.Cert.Names, "mx.example.org") || st.Cert.NotAfter.IsZero() {
 		t.Fatalf("status: %+v", st)
 	}
 	code, body = do("GET", "/", "s3cret", nil)
@@ -80,4 +74,34 @@ func TestStatusPage(t *testing.T) {
 	if got, _ := os.ReadFile(s.dbPath); !bytes.Equal(got, more) {
 		t.Fatal("the database file does not hold the pushed database")
 	}
+}
+
+// statusURL is the status page of s, from its log.
+func statusURL(t *testing.T, s *server) string {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if m := statusRe.FindStringSubmatch(s.logText()); m != nil {
+			return "http://" + m[1]
+		}
+	}
+	t.Fatalf("no status page:\n%s", s.logText())
+	return ""
+}
+
+// fetchStatus reads status.json of s (started with -http-password-file
+// holding password).
+func fetchStatus(t *testing.T, s *server, password string) status {
+	t.Helper()
+	req, _ := http.NewRequest("GET", statusURL(t, s)+"/status.json", nil)
+	req.SetBasicAuth("gokrazy", password)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"elit.local/image/gpt"
@@ -424,17 +425,22 @@ func smtpBanner(ctx context.Context, addr string) error {
 	return nil
 }
 
-// progressReader draws a progress bar on w as it is read.
+// progressReader draws a progress bar on w as it is read. An HTTP request
+// body is read by the transport's goroutine, which may still be at it when
+// the response has come: hence the lock.
 type progressReader struct {
 	r           io.Reader
 	w           io.Writer
 	label       string
+	mu          sync.Mutex
 	total, done int64
 	last        time.Time
 	start       time.Time
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.start.IsZero() {
 		p.start = time.Now()
 	}
@@ -460,6 +466,8 @@ func (p *progressReader) draw() {
 }
 
 func (p *progressReader) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.w != nil {
 		p.draw()
 		fmt.Fprintln(p.w)
