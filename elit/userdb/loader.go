@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/renameio/v2"
 
-	"elit.local/elit/blockdev"
 	"elit.local/oneffs"
 )
 
@@ -193,12 +192,9 @@ func (l *Loader) Replace(data []byte) (*DB, error) {
 
 // writeSource stores data where ReadSource reads it from.
 func writeSource(path string, data []byte, opts ...oneffs.Option) error {
-	if blockdev.IsSpec(path) {
-		dev, err := blockdev.Find("/sys", path)
-		if err != nil {
-			return err
-		}
-		path = dev
+	path, err := sourcePath(path)
+	if err != nil {
+		return err
 	}
 	isJSON, err := looksLikeJSON(path)
 	if err != nil {

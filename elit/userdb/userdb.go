@@ -549,12 +549,9 @@ func dummyLike(h passwordHash) passwordHash {
 // is JSON). A partition may be named "partname:NAME" or "partuuid:UUID"
 // (blockdev.Find). opts apply to OneFFS (e.g. the sector size).
 func ReadSource(path string, opts ...oneffs.Option) ([]byte, error) {
-	if blockdev.IsSpec(path) {
-		dev, err := blockdev.Find("/sys", path)
-		if err != nil {
-			return nil, err
-		}
-		path = dev
+	path, err := sourcePath(path)
+	if err != nil {
+		return nil, err
 	}
 	isJSON, err := looksLikeJSON(path)
 	if err != nil {
@@ -576,6 +573,14 @@ func ReadSource(path string, opts ...oneffs.Option) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return data, nil
+}
+
+// sourcePath resolves a partname:/partuuid: source to its device.
+func sourcePath(path string) (string, error) {
+	if blockdev.IsSpec(path) {
+		return blockdev.Find("/sys", path)
+	}
+	return path, nil
 }
 
 // looksLikeJSON reports whether path is a regular file that is blank or

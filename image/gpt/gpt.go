@@ -119,6 +119,16 @@ func Read(f io.ReaderAt) (*Table, error) {
 // header is the last sector (UEFI 2.10 §5.3.2).
 func (t *Table) DiskSize() int64 { return int64(t.backupLBA+1) * SectorSize }
 
+// Number returns partition number i (counted from 1).
+func (t *Table) Number(i int) (Partition, error) {
+	for _, p := range t.Partitions {
+		if p.Index == i {
+			return p, nil
+		}
+	}
+	return Partition{}, fmt.Errorf("%w: number %d", ErrNotFound, i)
+}
+
 // Find returns the partition named name.
 func (t *Table) Find(name string) (Partition, error) {
 	for _, p := range t.Partitions {

@@ -118,10 +118,6 @@ func (s *certSource) startACME(ctx context.Context, c acmeConfig) error {
 		return configErr("-acme needs -acme-tls-addr or -acme-http-addr to answer the challenge")
 	}
 	if c.httpAddr != "" {
-		l, err := net.Listen("tcp", c.httpAddr)
-		if err != nil {
-			return fmt.Errorf("ACME HTTP-01: %w", err)
-		}
 		challenges := m.HTTPHandler(nil)
 		// The host policy sees the Host header, which carries a port when
 		// the challenge reaches us through a forward from another port.
@@ -131,12 +127,9 @@ func (s *certSource) startACME(ctx context.Context, c acmeConfig) error {
 			}
 			challenges.ServeHTTP(w, r)
 		})
-		hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-		go hs.Serve(l)
-		go func() {
-			<-ctx.Done()
-			hs.Close()
-		}()
+		if _, err := listenHTTP(ctx, c.httpAddr, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}); err != nil {
+			return fmt.Errorf("ACME HTTP-01: %w", err)
+		}
 	}
 	if c.tlsAddr != "" {
 		l, err := net.Listen("tcp", c.tlsAddr)

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"elit.local/elit/queue"
 	"elit.local/elit/userdb"
@@ -173,4 +177,25 @@ func FuzzParseCmdline(f *testing.F) {
 			t.Fatalf("root partition %d", b.RootPartition)
 		}
 	})
+}
+
+func TestWaitForClock(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	clock := time.Unix(0, 0) // a board without a clock boots in 1970
+	sleeps := 0
+	now := func() time.Time { return clock }
+	sleep := func(d time.Duration) {
+		if sleeps++; sleeps == 3 {
+			clock = time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC) // NTP answered
+		}
+	}
+	if err := waitForClock(context.Background(), log, now, sleep); err != nil || sleeps != 3 {
+		t.Fatalf("waitForClock: %v after %d sleeps, want nil after 3", err, sleeps)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	clock = time.Unix(0, 0)
+	if err := waitForClock(ctx, log, now, sleep); err == nil {
+		t.Fatal("waitForClock with an ended context and no clock: no error")
+	}
 }

@@ -335,15 +335,11 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		return configErr("%w", err)
 	}
 
-	source := c.dbJSON
 	var opts []oneffs.Option
-	if c.db != "" {
-		source = c.db
-		if c.sectorSize != 0 {
-			opts = append(opts, oneffs.WithSectorSize(c.sectorSize))
-		}
+	if c.db != "" && c.sectorSize != 0 {
+		opts = append(opts, oneffs.WithSectorSize(c.sectorSize))
 	}
-	loader := userdb.NewLoader(source, filepath.Join(c.state, "users.json"), log, c.domain, c.extraDomains, opts...)
+	loader := userdb.NewLoader(c.dbSource(), filepath.Join(c.state, "users.json"), log, c.domain, c.extraDomains, opts...)
 	if err := loader.Load(); err != nil {
 		return configErr("%w", err)
 	}
@@ -499,19 +495,13 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	log.Info("elit serving", "version", version, "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", resolver, "smarthost", c.smarthost, "deliver", c.deliver)
 	if c.metricsAddr != "" {
-		ml, err := net.Listen("tcp", c.metricsAddr)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Default)
+		addr, err := listenHTTP(ctx, c.metricsAddr, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Default)
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go hs.Serve(ml)
-		go func() {
-			<-ctx.Done()
-			hs.Close()
-		}()
-		log.Info("metrics listening", "addr", ml.Addr().String())
+		log.Info("metrics listening", "addr", addr.String())
 	}
 	if c.httpAddr != "" {
 		files := defaultPasswordFiles
@@ -557,6 +547,20 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 	log.Info("elit stopped")
 	return nil
+}
+
+// listenHTTP serves hs on addr until ctx ends.
+func listenHTTP(ctx context.Context, addr string, hs *http.Server) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	go hs.Serve(l)
+	go func() {
+		<-ctx.Done()
+		hs.Close()
+	}()
+	return l.Addr(), nil
 }
 
 // dbSource is where the user database comes from.

@@ -9,7 +9,6 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -46,29 +45,23 @@ var defaultPasswordFiles = []string{"/perm/gokr-pw.txt", "/etc/gokr-pw.txt"}
 func readPasswordFile(files []string) (string, error) {
 	for _, f := range files {
 		b, err := os.ReadFile(f)
-		if err == nil && strings.TrimSpace(string(b)) != "" {
-			return strings.TrimSpace(string(b)), nil
+		if pw := strings.TrimSpace(string(b)); err == nil && pw != "" {
+			return pw, nil
 		}
 	}
 	return "", fmt.Errorf("no password in %s", strings.Join(files, " or "))
 }
 
 func (s *statusServer) serve(ctx context.Context, addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("GET /status.json", s.statusJSON)
 	mux.HandleFunc("PUT /db", s.putDB)
-	hs := &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
-	go hs.Serve(l)
-	go func() {
-		<-ctx.Done()
-		hs.Close()
-	}()
-	s.log.Info("status page listening", "addr", l.Addr().String())
+	l, err := listenHTTP(ctx, addr, &http.Server{Handler: s.guard(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute})
+	if err != nil {
+		return err
+	}
+	s.log.Info("status page listening", "addr", l.String())
 	return nil
 }
 
@@ -123,6 +116,10 @@ type bootInfo struct {
 	Trial         bool `json:"trial,omitempty"`
 }
 
+// trialMarker on the kernel command line is a trial boot of the inactive
+// root (gokrazy's init clears it for the next boot).
+const trialMarker = "gokrazy.try_boot_inactive=1"
+
 var partnroffRE = regexp.MustCompile(`\broot=PARTUUID=[0-9a-fA-F-]+/PARTNROFF=([12])\b`)
 
 func parseCmdline(cmdline string) bootInfo {
@@ -130,7 +127,7 @@ func parseCmdline(cmdline string) bootInfo {
 	if m := partnroffRE.FindStringSubmatch(cmdline); m != nil {
 		b.RootPartition = 1 + int(m[1][0]-'0')
 	}
-	b.Trial = strings.Contains(cmdline, "gokrazy.try_boot_inactive=1")
+	b.Trial = strings.Contains(cmdline, trialMarker)
 	return b
 }
 

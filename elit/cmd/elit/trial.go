@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -21,7 +20,7 @@ import (
 // to gokrazy's init.
 func trialWatchdog(ctx context.Context, log *slog.Logger, cmdlinePath, device string) {
 	cmdline, err := os.ReadFile(cmdlinePath)
-	if err != nil || !strings.Contains(string(cmdline), "gokrazy.try_boot_inactive=1") {
+	if err != nil || !parseCmdline(string(cmdline)).Trial {
 		return
 	}
 	f, err := os.OpenFile(device, os.O_WRONLY, 0)

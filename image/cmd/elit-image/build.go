@@ -130,9 +130,7 @@ func build(ctx context.Context, o *buildOptions, stderr io.Writer) error {
 		}
 	}
 	if o.password == "" {
-		if b, err := os.ReadFile(o.out + ".password"); err == nil {
-			o.password = strings.TrimSpace(string(b))
-		} else {
+		if o.password, err = readTrimmed(o.out + ".password"); err != nil {
 			o.password = randomPassword()
 		}
 	}
@@ -198,13 +196,8 @@ func finishImage(path string, db []byte, dbSize int64, format oneffs.Format) err
 	if err != nil {
 		return err
 	}
-	var perm gpt.Partition
-	for _, p := range t.Partitions {
-		if p.Index == 4 {
-			perm = p
-		}
-	}
-	if perm.Index != 4 || part.Index != 5 {
+	perm, err := t.Number(4)
+	if err != nil || part.Index != 5 {
 		return fmt.Errorf("unexpected partition table: /perm is not partition 4 or the database not 5")
 	}
 	// gokrazy mounts partition 4 as /perm but formats nothing in an image

@@ -70,21 +70,11 @@ func cmdDBPush(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+d.host+"/db", bytes.NewReader(data))
+	dev := &device{status: "http://" + d.host, password: d.password}
+	body, err := dev.do(ctx, http.MethodPut, dev.status+"/db", bytes.NewReader(data), int64(len(data)), map[string]string{"Content-Type": "application/json"})
 	if err != nil {
 		return err
 	}
-	req.SetBasicAuth("gokrazy", d.password)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s\n%s", d.host, resp.Status, bytes.TrimSpace(body))
-	}
-	stdout.Write(body)
+	io.WriteString(stdout, body)
 	return nil
 }

@@ -183,9 +183,10 @@ func checkTarget(target, root string) (string, error) {
 	return strings.TrimSpace(fmt.Sprintf("%s %.1f GB", model, float64(n*512)/1e9)), nil
 }
 
+// readTrim is a sysfs attribute, "" when there is none.
 func readTrim(path string) string {
-	b, _ := os.ReadFile(path)
-	return strings.TrimSpace(string(b))
+	s, _ := readTrimmed(path)
+	return s
 }
 
 // ctxReader stops a copy when ctx ends (Ctrl-C).

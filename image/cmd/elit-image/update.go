@@ -225,16 +225,9 @@ func readImageParts(path string) (root, boot []byte, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	var pb, pr gpt.Partition
-	for _, p := range t.Partitions {
-		switch p.Index {
-		case 1:
-			pb = p
-		case 2:
-			pr = p
-		}
-	}
-	if pb.Index != 1 || pr.Index != 2 {
+	pb, err1 := t.Number(1)
+	pr, err2 := t.Number(2)
+	if err1 != nil || err2 != nil {
 		return nil, nil, fmt.Errorf("%s: not a gokrazy image (no partitions 1 and 2)", path)
 	}
 	// The squashfs superblock: magic "hsqs", bytes_used (le64) at byte 40.
