@@ -17,6 +17,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"elit.local/internal/freeport"
 )
 
 // pebble runs Let's Encrypt's test ACME server (a Go tool in go.mod) on
@@ -26,16 +28,6 @@ type pebble struct {
 	dir, directory, minica string
 	mgmt                   string
 	tlsPort, httpPort      int
-}
-
-func freeTCP(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func startPebble(t *testing.T, dnsAddr string) *pebble {
@@ -50,8 +42,8 @@ func startPebble(t *testing.T, dnsAddr string) *pebble {
 		t.Fatal(err)
 	}
 	certs := filepath.Join(strings.TrimSpace(string(mod)), "test", "certs")
-	p := &pebble{dir: dir, minica: filepath.Join(certs, "pebble.minica.pem"), tlsPort: freeTCP(t), httpPort: freeTCP(t)}
-	listen, mgmt := freeTCP(t), freeTCP(t)
+	p := &pebble{dir: dir, minica: filepath.Join(certs, "pebble.minica.pem"), tlsPort: freeport.Get(t), httpPort: freeport.Get(t)}
+	listen, mgmt := freeport.Get(t), freeport.Get(t)
 	p.directory = fmt.Sprintf("https://127.0.0.1:%d/dir", listen)
 	p.mgmt = fmt.Sprintf("https://127.0.0.1:%d", mgmt)
 	cfg := map[string]any{"pebble": map[string]any{

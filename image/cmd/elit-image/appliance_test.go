@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"elit.local/image/gpt"
+	"elit.local/internal/freeport"
 	"elit.local/oneffs"
 )
 
@@ -188,16 +189,6 @@ func TestImageStatic(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // vm is an appliance in QEMU with its forwards and host-side sink.
 type vm struct {
 	t                              *testing.T
@@ -331,7 +322,7 @@ func TestApplianceQEMU(t *testing.T) {
 	os.Chmod(dir, 0o755)
 	os.Chmod(filepath.Dir(dir), 0o711) // smtp-sink runs as nobody
 	v := &vm{t: t, img: filepath.Join(dir, "v1.img"), sinkDir: filepath.Join(dir, "sink"),
-		smtp: freePort(t), submission: freePort(t), http: freePort(t), status: freePort(t), sinkPort: freePort(t)}
+		smtp: freeport.Get(t), submission: freeport.Get(t), http: freeport.Get(t), status: freeport.Get(t), sinkPort: freeport.Get(t)}
 	os.Mkdir(v.sinkDir, 0o777)
 	os.Chmod(v.sinkDir, 0o777) // smtp-sink writes as nobody
 	flags := []string{"-target", "vm", "-db", demoDB, "-domain", "example.org", "-hostname", "mail.example.org",
