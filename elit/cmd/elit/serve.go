@@ -395,7 +395,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	{
 		deliverer, err = deliver.New(deliver.Config{
 			Queue:        q,
-			Resolver:     &dns.Client{Server: c.resolver, ResolvConf: "/etc/resolv.conf"},
+			Resolver:     &dns.Client{Server: c.resolver, ResolvConf: resolvConf},
 			Users:        loader.DB,
 			Hostname:     c.hostname,
 			Log:          log.With("job", "deliver"),
@@ -491,9 +491,10 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 
 	resolver := c.resolver
 	if resolver == "" {
-		resolver = "/etc/resolv.conf"
+		resolver = resolvConf
 	}
 	log.Info("elit serving", "version", version, "domain", c.domain, "hostname", c.hostname, "state", c.state, "resolver", resolver, "smarthost", c.smarthost, "deliver", c.deliver)
+	boot := readBootInfo("/proc/cmdline")
 	if c.metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Default)
@@ -512,7 +513,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		if err != nil {
 			return configErr("-http-addr: %w", err)
 		}
-		st := &statusServer{c: c, q: q, loader: loader, certs: certs, password: pw, started: time.Now(), log: log.With("job", "http")}
+		st := &statusServer{c: c, q: q, loader: loader, certs: certs, boot: boot, password: pw, started: time.Now(), log: log.With("job", "http")}
 		if err := st.serve(ctx, c.httpAddr); err != nil {
 			return fmt.Errorf("status page: %w", err)
 		}
@@ -520,7 +521,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err := serveControl(ctx, c.state, deliverer, log); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
-	trialWatchdog(ctx, log, "/proc/cmdline", "/dev/watchdog")
+	trialWatchdog(ctx, log, boot.Trial, "/dev/watchdog")
 	var wg sync.WaitGroup
 	if c.deliver {
 		wg.Add(1)
@@ -548,6 +549,10 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	log.Info("elit stopped")
 	return nil
 }
+
+// resolvConf names the DNS server when -resolver does not; DHCP writes it,
+// on the appliance after elit has started.
+const resolvConf = "/etc/resolv.conf"
 
 // listenHTTP serves hs on addr until ctx ends.
 func listenHTTP(ctx context.Context, addr string, hs *http.Server) (net.Addr, error) {

@@ -33,6 +33,7 @@ type statusServer struct {
 	q        *queue.Store
 	loader   *userdb.Loader
 	certs    *certSource
+	boot     bootInfo
 	password string
 	started  time.Time
 	log      *slog.Logger
@@ -122,6 +123,16 @@ const trialMarker = "gokrazy.try_boot_inactive=1"
 
 var partnroffRE = regexp.MustCompile(`\broot=PARTUUID=[0-9a-fA-F-]+/PARTNROFF=([12])\b`)
 
+// readBootInfo reads a kernel command line (/proc/cmdline), which stays the
+// same for the whole boot: zero when there is none.
+func readBootInfo(path string) bootInfo {
+	cmdline, err := os.ReadFile(path)
+	if err != nil {
+		return bootInfo{}
+	}
+	return parseCmdline(string(cmdline))
+}
+
 func parseCmdline(cmdline string) bootInfo {
 	var b bootInfo
 	if m := partnroffRE.FindStringSubmatch(cmdline); m != nil {
@@ -180,9 +191,7 @@ func (s *statusServer) status() status {
 	if s.certs != nil {
 		st.Cert = s.certs.info(s.c.tlsCert != "")
 	}
-	if cmdline, err := os.ReadFile("/proc/cmdline"); err == nil {
-		st.Boot = parseCmdline(string(cmdline))
-	}
+	st.Boot = s.boot
 	return st
 }
 

@@ -18,9 +18,8 @@ import (
 // its timeout and the boot partition, which still names the old root,
 // brings the old version back by itself. A normal boot leaves the watchdog
 // to gokrazy's init.
-func trialWatchdog(ctx context.Context, log *slog.Logger, cmdlinePath, device string) {
-	cmdline, err := os.ReadFile(cmdlinePath)
-	if err != nil || !parseCmdline(string(cmdline)).Trial {
+func trialWatchdog(ctx context.Context, log *slog.Logger, trial bool, device string) {
+	if !trial {
 		return
 	}
 	f, err := os.OpenFile(device, os.O_WRONLY, 0)
