@@ -19,6 +19,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"elit.local/internal/freeport"
+	"elit.local/internal/testbin"
 )
 
 // pebble runs Let's Encrypt's test ACME server (a Go tool in go.mod) on
@@ -33,10 +34,7 @@ type pebble struct {
 func startPebble(t *testing.T, dnsAddr string) *pebble {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pebble")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {
-		t.Fatalf("building pebble: %v\n%s", err, out)
-	}
+	bin := testbin.Build(t, "github.com/letsencrypt/pebble/v2/cmd/pebble")
 	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
 	if err != nil {
 		t.Fatal(err)

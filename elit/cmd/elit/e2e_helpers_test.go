@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -25,36 +24,18 @@ import (
 	"time"
 
 	"elit.local/elit/userdb"
+	"elit.local/internal/testbin"
 )
 
 // The end-to-end tests run the real elit binary on loopback ports and talk
 // to it with swaks, msmtp and gsasl (make test installs them), and with a
 // raw client where byte-exact input matters.
 
-var (
-	buildOnce sync.Once
-	elitBin   string
-	buildErr  error
-)
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m)) }
 
 func elitBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "elit-e2e")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		elitBin = filepath.Join(dir, "elit")
-		out, err := exec.Command("go", "build", "-o", elitBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return elitBin
+	return testbin.Build(t, ".")
 }
 
 func needTools(t *testing.T, tools ...string) {

@@ -16,13 +16,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"elit.local/image/gpt"
 	"elit.local/internal/freeport"
+	"elit.local/internal/testbin"
 	"elit.local/oneffs"
 )
 
@@ -50,32 +50,13 @@ func sbin(tool string) string {
 	return "/usr/sbin/" + tool
 }
 
-var (
-	toolOnce sync.Once
-	toolPath string
-	toolErr  error
-)
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m)) }
 
-// tool builds elit-image once per test run (qemu execs QEMU in its place, so
-// it runs as a separate program).
+// tool is elit-image, run as a separate program (qemu execs QEMU in its
+// place).
 func tool(t *testing.T) string {
 	t.Helper()
-	toolOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "elit-image-test-")
-		if err != nil {
-			toolErr = err
-			return
-		}
-		toolPath = filepath.Join(dir, "elit-image")
-		out, err := exec.Command("go", "build", "-o", toolPath, ".").CombinedOutput()
-		if err != nil {
-			toolErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if toolErr != nil {
-		t.Fatal(toolErr)
-	}
-	return toolPath
+	return testbin.Build(t, ".")
 }
 
 func runTool(t *testing.T, args ...string) (string, error) {

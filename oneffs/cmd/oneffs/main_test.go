@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,28 +13,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"elit.local/internal/testbin"
 )
 
 const vectorDir = "../../../../shared/oneffs/vectors"
 
-// cli is the oneffs command, built once by TestMain; the tests run it as a
-// separate process, exactly as a user would.
-var cli string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "oneffs-cli")
-	if err != nil {
-		panic(err)
-	}
-	cli = filepath.Join(dir, "oneffs")
-	if out, err := exec.Command("go", "build", "-o", cli, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the oneffs command: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m)) }
 
 type result struct {
 	rc             int
@@ -44,7 +28,9 @@ type result struct {
 
 func runCLI(t *testing.T, dir string, stdin []byte, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(cli, args...)
+	// The oneffs command runs as a separate process, exactly as a user
+	// runs it.
+	cmd := exec.Command(testbin.Build(t, "."), args...)
 	cmd.Dir = dir
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errb bytes.Buffer
