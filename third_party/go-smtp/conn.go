@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-sasl"
 )
@@ -44,6 +45,9 @@ type Conn struct {
 	fromReceived bool
 	recipients   []string
 	didAuth      bool
+	// utf8 is set while the transaction has SMTPUTF8 (RFC 6531): only then
+	// may replies carry UTF-8 (Elit).
+	utf8 bool
 }
 
 func newConn(c net.Conn, s *Server) *Conn {
@@ -171,8 +175,9 @@ func (c *Conn) Close() error {
 	defer c.locker.Unlock()
 
 	if c.bdatPipe != nil {
+		// Elit: only the connection's goroutine sets bdatPipe (under
+		// locker); Close, called from others (Server.Close), must not.
 		c.bdatPipe.CloseWithError(ErrDataReset)
-		c.bdatPipe = nil
 	}
 
 	if c.session != nil {
@@ -201,6 +206,13 @@ func (c *Conn) Conn() net.Conn {
 	return c.conn
 }
 
+// ErrorCount returns the number of error replies counted on the
+// connection since the last message accepted (Elit; see
+// Server.HardErrorLimit).
+func (c *Conn) ErrorCount() int {
+	return c.errCount
+}
+
 func (c *Conn) authAllowed() bool {
 	_, isTLS := c.TLSConnectionState()
 	return isTLS || c.server.AllowInsecureAuth
@@ -210,6 +222,9 @@ func (c *Conn) authAllowed() bool {
 // have occurred.
 func (c *Conn) protocolError(code int, ec EnhancedCode, msg string) {
 	c.writeResponse(code, ec, msg)
+	if c.server.HardErrorLimit > 0 {
+		return // Elit: every error reply is counted in writeResponse
+	}
 
 	c.errCount++
 	if c.errCount > errThreshold {
@@ -223,6 +238,12 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 	domain, err := parseHelloArgument(arg)
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Domain/address argument required for HELO")
+		return
+	}
+	if !isPrintableASCII(domain) && !(c.server.EnableSMTPUTF8 && isPrintableUTF8(domain)) {
+		// Elit: a control character (a NUL, say) is no host name, and
+		// it would be echoed in the reply and the Received field.
+		c.writeResponse(501, EnhancedCode{5, 5, 2}, "Control characters in the HELO/EHLO argument")
 		return
 	}
 	// c.helo is populated before NewSession so
@@ -245,8 +266,10 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 		c.setSession(sess)
 	}
 
+	// Elit: RFC 5321 section 4.1.1.1 wants the server's own name first.
+	hello := fmt.Sprintf("%s Hello %s", c.server.Domain, domain)
 	if !enhanced {
-		c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Hello %s", domain))
+		c.writeResponse(250, EnhancedCode{2, 0, 0}, hello)
 		return
 	}
 
@@ -309,7 +332,7 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 		}
 	}
 
-	args := []string{"Hello " + domain}
+	args := []string{hello}
 	args = append(args, caps...)
 	c.writeResponse(250, NoEnhancedCode, args...)
 }
@@ -476,6 +499,7 @@ func (c *Conn) handleMail(arg string) {
 		return
 	}
 
+	c.utf8 = opts.UTF8
 	c.writeResponse(250, EnhancedCode{2, 0, 0}, fmt.Sprintf("Roger, accepting mail from <%v>", from))
 	c.fromReceived = true
 }
@@ -689,6 +713,20 @@ func encodeUTF8AddrUnitext(raw string) string {
 		}
 	}
 	return out.String()
+}
+
+// isPrintableUTF8 reports whether val is valid UTF-8 without control
+// characters (Elit).
+func isPrintableUTF8(val string) bool {
+	if !utf8.ValidString(val) {
+		return false
+	}
+	for _, r := range val {
+		if r < ' ' || r == 0x7f || r >= 0x80 && r <= 0x9f {
+			return false
+		}
+	}
+	return true
 }
 
 func isPrintableASCII(val string) bool {
@@ -933,7 +971,12 @@ func (c *Conn) handleStartTLS() {
 	tlsConn := tls.Server(c.conn, c.server.TLSConfig)
 
 	if err := tlsConn.Handshake(); err != nil {
-		c.writeResponse(550, EnhancedCode{5, 0, 0}, "Handshake error")
+		// Elit: the stream is neither plaintext SMTP nor TLS any more;
+		// going on in plaintext would let the client (or a man in the
+		// middle) pick up where STARTTLS failed. Close (RFC 3207 section 4.1
+		// leaves the choice).
+		c.server.ErrorLog.Printf("STARTTLS handshake with %v failed: %v", c.conn.RemoteAddr(), err)
+		c.Close()
 		return
 	}
 
@@ -987,6 +1030,9 @@ func (c *Conn) handleData(arg string) {
 	code, enhancedCode, msg := dataErrorToStatus(c.Session().Data(r))
 	r.limited = false
 	io.Copy(ioutil.Discard, r) // Make sure all the data has been consumed
+	if code/100 == 2 {
+		c.errCount = 0 // Elit: the client delivered mail
+	}
 	c.writeResponse(code, enhancedCode, msg)
 }
 
@@ -1039,8 +1085,10 @@ func (c *Conn) handleBdat(arg string) {
 	}
 
 	if c.bdatPipe == nil {
-		var r *io.PipeReader
-		r, c.bdatPipe = io.Pipe()
+		r, w := io.Pipe()
+		c.locker.Lock() // Elit: Close reads bdatPipe from another goroutine
+		c.bdatPipe = w
+		c.locker.Unlock()
 
 		c.dataResult = make(chan error, 1)
 
@@ -1110,7 +1158,11 @@ func (c *Conn) handleBdat(arg string) {
 				c.writeResponse(code, enchCode, "<"+rcpt+"> "+msg)
 			}
 		} else {
-			c.writeResponse(dataErrorToStatus(err))
+			code, enhancedCode, msg := dataErrorToStatus(err)
+			if code/100 == 2 {
+				c.errCount = 0 // Elit: the client delivered mail
+			}
+			c.writeResponse(code, enhancedCode, msg)
 		}
 
 		if err == errPanic {
@@ -1284,6 +1336,14 @@ func (c *Conn) greet() {
 }
 
 func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
+	hangup := c.countError(code)
+	defer func() {
+		if hangup {
+			c.text.PrintfLine("421 4.7.0 %s Error: too many errors, closing connection", c.server.Domain)
+			c.Close()
+		}
+	}()
+
 	// TODO: error handling
 	if c.server.WriteTimeout != 0 {
 		c.conn.SetWriteDeadline(time.Now().Add(c.server.WriteTimeout))
@@ -1303,6 +1363,9 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 
 	// transform each single line with \n, into separate lines
 	text = strings.Split(strings.Join(text, "\n"), "\n")
+	for i := range text {
+		text[i] = replyText(text[i], c.utf8)
+	}
 
 	lastLineIndex := len(text) - 1
 	for i := 0; i < lastLineIndex; i++ {
@@ -1313,6 +1376,62 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	} else {
 		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
 	}
+}
+
+// replyText makes a line of reply text safe to send (Elit): reply text is
+// US-ASCII (RFC 5321 section 4.2), UTF-8 only in a transaction with
+// SMTPUTF8 (RFC 6531), and never control characters, whatever the client
+// sent that a reply echoes. Anything else becomes '?'.
+func replyText(s string, utf8OK bool) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < ' ' || r == 0x7f || r >= 0x80 && r <= 0x9f:
+			b.WriteByte('?')
+		case r < 0x80 || utf8OK && r != utf8.RuneError:
+			b.WriteRune(r)
+		default:
+			b.WriteByte('?')
+		}
+	}
+	return b.String()
+}
+
+// countError counts an error reply (Elit). Past Server.SoftErrorLimit each
+// one is delayed by Server.ErrorSleep; at Server.HardErrorLimit, or when
+// Server.OnError says so, the connection is to be closed after the reply,
+// with a 421 (as Postfix's smtpd_soft_error_limit, smtpd_hard_error_limit
+// and smtpd_error_sleep_time). A message accepted resets the count.
+func (c *Conn) countError(code int) (hangup bool) {
+	if c.server.HardErrorLimit <= 0 || code < 400 || code == 421 {
+		return false
+	}
+	c.errCount++
+	if c.server.OnError != nil && c.server.OnError(c) {
+		hangup = true
+	}
+	if c.errCount >= c.server.HardErrorLimit {
+		hangup = true
+	}
+	if d := c.server.ErrorSleep; d > 0 && c.errCount > c.server.SoftErrorLimit && !hangup {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-c.server.done:
+			t.Stop()
+		}
+	}
+	return hangup
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
@@ -1351,4 +1470,5 @@ func (c *Conn) reset() {
 
 	c.fromReceived = false
 	c.recipients = nil
+	c.utf8 = false
 }

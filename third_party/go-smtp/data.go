@@ -68,6 +68,14 @@ func newDataReader(c *Conn) *dataReader {
 	return dr
 }
 
+// Read returns the message data with the leading dot of dot-stuffed lines
+// removed (RFC 5321 section 4.5.2), until the end marker <CR><LF>.<CR><LF>.
+// Every other byte is passed on as it came, bare CR and bare LF included,
+// so that the caller can refuse them (SMTP smuggling).
+//
+// Elit: the state machine of upstream (net/textproto's) missed the end
+// marker after a line ending <CR><CR><LF> and deleted the CR of a line
+// starting ".<CR>" that was not the end marker; see README.md.
 func (r *dataReader) Read(b []byte) (n int, err error) {
 	if r.limited {
 		if r.n <= 0 {
@@ -77,9 +85,6 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 			b = b[0:r.n]
 		}
 	}
-
-	// Code below is taken from net/textproto with only one modification to
-	// not rewrite CRLF -> LF.
 
 	// Run data through a simple state machine to
 	// elide leading dots and detect End-of-Data (<CR><LF>.<CR><LF>) line.
@@ -122,13 +127,21 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				r.state = stateEOF
 				continue
 			}
-			r.state = stateData
+			// Not the end marker: the CR held back goes out, and c is
+			// read again as the byte after a CR.
+			r.r.UnreadByte()
+			b[n] = '\r'
+			n++
+			r.state = stateCR
+			continue
 		case stateCR:
 			if c == '\n' {
 				r.state = stateBeginLine
 				break
 			}
-			r.state = stateData
+			if c != '\r' { // Elit: <CR><CR><LF> still ends a line
+				r.state = stateData
+			}
 		case stateData:
 			if c == '\r' {
 				r.state = stateCR

@@ -79,6 +79,21 @@ type Server struct {
 	// Default value of NONE to advertise no specific profile.
 	MtPriorityProfile PriorityProfile
 
+	// Error limits (Elit), as Postfix's smtpd_soft_error_limit,
+	// smtpd_hard_error_limit and smtpd_error_sleep_time: every 4xx and 5xx
+	// reply but 421 counts as an error of the connection; past
+	// SoftErrorLimit errors each error reply is delayed by ErrorSleep, and
+	// at HardErrorLimit the connection is closed after the reply with a
+	// 421. OnError, when set, is told of each error and may ask for the
+	// connection to be closed at once (a client over its budget across
+	// connections, say). A message accepted resets the count. With
+	// HardErrorLimit 0 the upstream behaviour stays: the connection is
+	// closed after a few unknown or malformed commands.
+	SoftErrorLimit int
+	HardErrorLimit int
+	ErrorSleep     time.Duration
+	OnError        func(c *Conn) (hangup bool)
+
 	// The server backend.
 	Backend Backend
 
