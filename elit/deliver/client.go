@@ -8,16 +8,19 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
 	"elit.local/elit/auth"
 	"elit.local/elit/dns"
 	"elit.local/elit/queue"
+	esmtp "elit.local/elit/smtp"
 )
 
 // deliverDomain delivers the recipients idx of m with transport t: all at
@@ -39,6 +42,10 @@ func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, from st
 	if t.Type != "direct" {
 		host, _, _ := net.SplitHostPort(t.Host)
 		targets = []target{{host, t.Host}}
+	} else if ip, ok := literalIP(domain); ok {
+		// An address literal names the host itself (RFC 5321 §4.1.3): no
+		// MX lookup, which is for domain names (§5.1).
+		targets = []target{{ip.String(), net.JoinHostPort(ip.String(), d.cfg.Port)}}
 	} else {
 		hosts, res := d.mxHosts(ctx, domain)
 		if res != nil {
@@ -77,9 +84,29 @@ func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, from st
 	return last
 }
 
+// literalIP returns the address of an address literal ([192.0.2.1],
+// [IPv6:2001:db8::1]), as domainOf gives it.
+func literalIP(domain string) (netip.Addr, bool) {
+	if len(domain) < 2 || domain[0] != '[' || domain[len(domain)-1] != ']' {
+		return netip.Addr{}, false
+	}
+	inner := domain[1 : len(domain)-1]
+	if len(inner) > 5 && strings.EqualFold(inner[:5], "IPv6:") {
+		inner = inner[5:]
+	} else if strings.Contains(inner, ":") {
+		return netip.Addr{}, false // a tag we do not know, or IPv6 untagged
+	}
+	ip, err := netip.ParseAddr(inner)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
+
 // mxHosts returns the hosts to try in order (RFC 5321 §5.1): MX records by
 // preference, equal ones shuffled, or the domain itself without MX. A null
 // MX (RFC 7505) or a domain that does not exist is a permanent failure.
+// domain is in A-label form (domainOf): the DNS knows no U-labels.
 func (d *Deliverer) mxHosts(ctx context.Context, domain string) ([]string, *result) {
 	mxs, err := d.cfg.Resolver.LookupMX(ctx, domain)
 	if errors.Is(err, dns.ErrNotFound) {
@@ -159,8 +186,10 @@ func (d *Deliverer) transaction(ctx context.Context, from string, t *Transport, 
 		return all(tempFail("4.4.1 connecting to %s (%s): %v", host, addr, err)), true, false
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
-	defer stop()
+	// From here every step's deadline comes from dl, which keeps it in
+	// the past once ctx is done (shutdown): the session ends at once.
+	dl := watchDeadline(ctx, conn, d.cfg.Timeout)
+	defer dl.stop()
 	roots := d.cfg.RootCAs
 	if t.roots != nil {
 		roots = t.roots
@@ -170,13 +199,13 @@ func (d *Deliverer) transaction(ctx context.Context, from string, t *Transport, 
 	actual := tlsNone
 	if t.Type == "submission" && t.TLS == "implicit" {
 		tc := tls.Client(conn, tlsConfig)
-		conn.SetDeadline(time.Now().Add(d.cfg.Timeout))
+		dl.extend()
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return all(tempFail("4.7.5 %s: TLS: %v", host, err)), true, false
 		}
 		conn, actual = tc, tlsVerified
 	}
-	c := newClient(conn, d.cfg.Timeout)
+	c := newClient(conn, dl)
 	if err := c.greeting(); err != nil {
 		return all(smtpResult(host, "the greeting", err)), true, false
 	}
@@ -202,7 +231,7 @@ func (d *Deliverer) transaction(ctx context.Context, from string, t *Transport, 
 		}
 		actual = mode
 		// RFC 3207 §4.2: forget what was said before TLS, EHLO again.
-		c = newClient(tc, d.cfg.Timeout)
+		c = newClient(tc, dl)
 		if err := c.ehlo(d.cfg.Hostname); err != nil {
 			return all(smtpResult(host, "EHLO", err)), true, false
 		}
@@ -283,6 +312,10 @@ func (d *Deliverer) send(c *client, from string, t *Transport, host, mode string
 	if m.SMTPUTF8 {
 		env.mailArgs += " SMTPUTF8"
 	}
+	// UTF-8 in the envelope only with SMTPUTF8, which the check above
+	// makes sure the server has when the message asks for it.
+	smtputf8 := m.SMTPUTF8 && c.has("SMTPUTF8")
+	env.from = wireAddress(from, smtputf8)
 	dsn := c.has("DSN")
 	if dsn {
 		if m.Ret != "" {
@@ -299,11 +332,13 @@ func (d *Deliverer) send(c *client, from string, t *Transport, host, mode string
 			args += " NOTIFY=" + r.Notify
 		}
 		if dsn && r.ORcpt != "" {
-			if typ, a, ok := strings.Cut(r.ORcpt, ";"); ok {
-				args += " ORCPT=" + typ + ";" + xtext(a)
+			if p, ok := orcptParam(r.ORcpt, smtputf8); ok {
+				args += " ORCPT=" + p
+			} else {
+				d.cfg.Log.Info("ORCPT left out: not an address", "id", m.ID, "to", r.Address, "orcpt", r.ORcpt)
 			}
 		}
-		env.rcpts = append(env.rcpts, r.Address)
+		env.rcpts = append(env.rcpts, wireAddress(r.Address, smtputf8))
 		env.rcptArgs = append(env.rcptArgs, args)
 	}
 	f, err := d.cfg.Queue.Data(m.ID)
@@ -329,6 +364,94 @@ func (d *Deliverer) send(c *client, from string, t *Transport, host, mode string
 		out[k].host, out[k].tls, out[k].transport = host, mode, t.Name
 	}
 	return out, false, false
+}
+
+// wireAddress returns addr as it goes in MAIL or RCPT: as it is with
+// SMTPUTF8; otherwise with its domain in A-labels (RFC 6531 keeps UTF-8
+// addresses to SMTPUTF8 transactions; the A-label form is the same
+// domain, RFC 5890 §2.3.2.1). A non-ASCII local part has no ASCII form:
+// it goes as it is, for the server to refuse.
+func wireAddress(addr string, smtputf8 bool) string {
+	at := strings.LastIndexByte(addr, '@')
+	if smtputf8 || at < 0 || isASCII(addr[at+1:]) {
+		return addr
+	}
+	d, err := esmtp.CanonicalDomain(addr[at+1:])
+	if err != nil {
+		return addr
+	}
+	return addr[:at+1] + d
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// orcptParam encodes a recipient's original recipient, "type;address" as
+// the queue keeps it (decoded), for the ORCPT parameter (RFC 3461 §4.2):
+// an rfc822 address in xtext; a utf-8 one (RFC 6533 §3) in
+// utf-8-addr-unitext when the transaction has SMTPUTF8, otherwise in
+// utf-8-addr-xtext, the 7-bit form. ok is false for a value that is no
+// address and cannot be encoded (the parameter is optional: better left
+// out than the recipient refused for it).
+func orcptParam(v string, unitext bool) (string, bool) {
+	typ, addr, ok := strings.Cut(v, ";")
+	if !ok || typ == "" || addr == "" || !isAtom(typ) {
+		return "", false
+	}
+	if !strings.EqualFold(typ, "utf-8") {
+		return typ + ";" + xtext(addr), true
+	}
+	enc, ok := utf8AddrText(addr, unitext)
+	if !ok {
+		return "", false
+	}
+	return typ + ";" + enc, true
+}
+
+// utf8AddrText encodes an address as utf-8-addr-xtext, or with unitext as
+// utf-8-addr-unitext (RFC 6533 §3): QCHARs (printable ASCII but "+", "="
+// and "\") as they are, non-ASCII characters as they are in unitext, and
+// the rest as EmbeddedUnicodeChar "\x{HEXPOINT}", upper-case hex of at
+// least two digits. HEXPOINT has no form for NUL, U+000A–U+000F and
+// U+001A–U+001F, which no address has: ok is false for them (and for
+// invalid UTF-8).
+func utf8AddrText(addr string, unitext bool) (string, bool) {
+	if !utf8.ValidString(addr) {
+		return "", false
+	}
+	var b strings.Builder
+	for _, r := range addr {
+		switch {
+		case r >= '!' && r <= '~' && r != '+' && r != '=' && r != '\\': // QCHAR
+			b.WriteRune(r)
+		case r >= 0x80 && unitext: // QUCHAR
+			b.WriteRune(r)
+		case r >= 0x80, r == '+', r == '=', r == '\\', r == ' ', r == 0x7f,
+			r >= 0x01 && r <= 0x09, r >= 0x10 && r <= 0x19:
+			fmt.Fprintf(&b, "\\x{%02X}", r)
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}
+
+// isAtom reports whether s is a DSN address type: letters, digits and
+// hyphens (the registered ones, RFC 3461 §4.2; RFC 6533 §3).
+func isAtom(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // xtext encodes a DSN parameter value (RFC 3461 §4).

@@ -23,6 +23,7 @@ import (
 	"elit.local/elit/lists"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
+	esmtp "elit.local/elit/smtp"
 	"elit.local/elit/userdb"
 )
 
@@ -38,8 +39,10 @@ type Config struct {
 	// elsewhere: no MX lookup.
 	Smarthost string
 	// ListBounce records a failed delivery to a list member; nil: the
-	// failure is reported to the sender like any other.
+	// failure is reported to the sender like any other. ListSigner makes
+	// the members' bounce addresses (both or neither).
 	ListBounce func(list, member, reason string)
+	ListSigner *lists.Signer
 	// Transports by name, and the Routes that pick them (see Route).
 	Transports map[string]*Transport
 	Routes     []Route
@@ -112,10 +115,17 @@ type Deliverer struct {
 	cfg  Config
 	wake chan struct{}
 
-	mu       sync.Mutex
-	due      map[string]time.Time // queued messages by next attempt
+	mu  sync.Mutex
+	due map[string]time.Time // queued messages by next attempt
+	// inflight marks the messages a delivery or an operator command is
+	// working on: whoever marks one owns it until it clears the mark.
 	inflight map[string]bool
 	dests    map[string]chan struct{} // per destination: a semaphore
+
+	// Test hooks: claimed is called when Run has claimed a message for a
+	// delivery that is about to start; waiting when an operator command
+	// waits for the delivery of a message to end.
+	claimed, waiting func(id string)
 }
 
 // destination waits for a connection slot to dest and returns the
@@ -157,19 +167,17 @@ func (d *Deliverer) Notify(m *queue.Message) {
 }
 
 // nextDue is when a message next has something to do, and whether it has
-// anything at all.
+// anything at all: the next attempt of a pending recipient, or of the
+// report of a failed one (NextAttempt, zero until a report failed).
 func nextDue(m *queue.Message) (time.Time, bool) {
 	var t time.Time
 	any := false
 	for _, r := range m.Recipients {
-		switch {
-		case r.Status == queue.Pending:
+		if r.Status == queue.Pending || r.Status == queue.Failed && !r.Bounced {
 			if !any || r.NextAttempt.Before(t) {
 				t = r.NextAttempt
 			}
 			any = true
-		case r.Status == queue.Failed && !r.Bounced:
-			t, any = time.Time{}, true
 		}
 	}
 	return t, any
@@ -206,29 +214,36 @@ func (d *Deliverer) Run(ctx context.Context) {
 	for {
 		now := d.cfg.Now()
 		next := now.Add(time.Minute)
+		// Choosing a message and marking it in flight are one step under
+		// d.mu, so that an operator command (own) cannot take it in
+		// between and have a delivery write its envelope back after a drop.
 		d.mu.Lock()
 		var start []string
+		full := false
 		for id, t := range d.due {
 			if d.inflight[id] {
 				continue
 			}
-			if !t.After(now) {
+			if t.After(now) {
+				if t.Before(next) {
+					next = t
+				}
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+				d.inflight[id] = true
 				start = append(start, id)
-			} else if t.Before(next) {
-				next = t
+			default:
+				full = true
+				next = now // look again when one ends
 			}
 		}
 		d.mu.Unlock()
 		for _, id := range start {
-			select {
-			case sem <- struct{}{}:
-			default:
-				next = now // full: look again when one ends
-				continue
+			if d.claimed != nil {
+				d.claimed(id)
 			}
-			d.mu.Lock()
-			d.inflight[id] = true
-			d.mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -247,7 +262,7 @@ func (d *Deliverer) Run(ctx context.Context) {
 		if wait < 0 {
 			wait = 0
 		}
-		if len(start) > 0 && wait == 0 {
+		if full && wait == 0 {
 			wait = 50 * time.Millisecond // the semaphore is full
 		}
 		timer := time.NewTimer(wait)
@@ -290,11 +305,12 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		if expired {
 			m.Recipients[i].Status = queue.Failed
 			m.Recipients[i].LastError = "5.4.7 delivery time expired: " + r.LastError
+			m.Recipients[i].NextAttempt = time.Time{} // to be reported now
 			continue
 		}
 		k := key{d.transportFor(m, r), domainOf(r.Address), m.From}
-		if r.List != "" && d.cfg.ListBounce != nil {
-			k.from = lists.BounceAddress(r.List, r.Address)
+		if r.List != "" && d.cfg.ListBounce != nil && d.cfg.ListSigner != nil {
+			k.from = d.cfg.ListSigner.BounceAddress(r.List, r.Address)
 		}
 		if k.t.Type != "direct" {
 			k.domain = "" // one transaction to the relay for every domain
@@ -330,7 +346,7 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		log.Error("relayed notice", "err", err)
 	}
 	if err := d.bounce(m); err != nil {
-		log.Error("bounce", "err", err)
+		d.bounceFailed(m, err)
 	}
 	if err := d.warnDelayed(m, d.cfg.Now()); err != nil {
 		log.Error("delay notice", "err", err)
@@ -346,6 +362,38 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		d.reschedule(m.ID, t)
 	} else {
 		d.forget(m.ID) // held recipients only
+	}
+}
+
+// bounceFailed reschedules the reports of m that could not be made (the
+// DSN could not be written or queued: a full disk, say) on the backoff
+// of deliveries, doubling with each failed attempt, rather than at once:
+// the cause rarely goes away in a moment, and retrying at once is a hot
+// loop filling the log.
+func (d *Deliverer) bounceFailed(m *queue.Message, err error) {
+	now := d.cfg.Now()
+	var next time.Time
+	attempts := 0
+	for i := range m.Recipients {
+		r := &m.Recipients[i]
+		if r.Status != queue.Failed || r.Bounced {
+			continue
+		}
+		r.BounceAttempts++
+		r.NextAttempt = now.Add(d.backoff(r.BounceAttempts))
+		if next.IsZero() || r.NextAttempt.Before(next) {
+			next, attempts = r.NextAttempt, r.BounceAttempts
+		}
+	}
+	log := d.cfg.Log.With("id", m.ID)
+	if next.IsZero() {
+		log.Error("bounce failed", "err", err) // the reports were made: only recording them failed
+	} else {
+		log.Error("bounce failed", "err", err, "attempt", attempts, "next", next.Format(time.RFC3339))
+	}
+	if err := d.cfg.Queue.Update(m); err != nil {
+		// The schedule in memory (nextDue of m) still holds until a restart.
+		log.Error("recording the bounce failure", "err", err)
 	}
 }
 
@@ -379,6 +427,7 @@ func (d *Deliverer) record(m *queue.Message, i int, res result, now time.Time) {
 		deliveriesTotal.Inc("failed")
 		r.Status = queue.Failed
 		r.LastError = res.err.Error()
+		r.NextAttempt = time.Time{} // to be reported now
 		log.Warn("delivery failed", "err", res.err)
 	default:
 		deliveriesTotal.Inc("deferred")
@@ -400,9 +449,16 @@ func (d *Deliverer) backoff(n int) time.Duration {
 	return delay + jitter
 }
 
+// domainOf returns the domain of addr in the form to route, look up and
+// compare it in: A-labels (smtp.CanonicalDomain: bücher.example is
+// xn--bcher-kva.example), or an address literal as smtp.ParseAddress
+// writes it.
 func domainOf(addr string) string {
-	i := strings.LastIndexByte(addr, '@')
-	return strings.ToLower(addr[i+1:])
+	d := addr[strings.LastIndexByte(addr, '@')+1:]
+	if c, err := esmtp.CanonicalDomain(d); err == nil {
+		return c
+	}
+	return strings.ToLower(d)
 }
 
 // result is the outcome of one recipient's attempt.

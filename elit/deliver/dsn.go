@@ -211,8 +211,13 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, action st
 	for _, i := range report {
 		r := m.Recipients[i]
 		w("")
-		if t, a, ok := strings.Cut(r.ORcpt, ";"); ok {
-			w("Original-Recipient: %s;%s", strings.ToLower(t), a)
+		t, a, ok := strings.Cut(r.ORcpt, ";")
+		if ok && strings.EqualFold(t, "utf-8") {
+			// RFC 6533 §3: in message/delivery-status, the 7-bit form.
+			a, ok = utf8AddrText(a, false)
+		}
+		if ok && isAtom(t) && a != "" {
+			w("Original-Recipient: %s;%s", strings.ToLower(t), oneLine(a))
 		} else if r.Original != "" {
 			w("Original-Recipient: rfc822;%s", r.Original)
 		}

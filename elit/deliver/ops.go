@@ -13,9 +13,10 @@ import (
 // working on the message, so that the two never overwrite each other.
 
 // own marks message id as worked on (waiting for a delivery in progress
-// to end) and returns the function that releases it.
+// to end) and returns the function that releases it. Run marks a message
+// in the same step as it chooses it, so the two never hold one message.
 func (d *Deliverer) own(id string) func() {
-	for {
+	for waited := false; ; waited = true {
 		d.mu.Lock()
 		if !d.inflight[id] {
 			d.inflight[id] = true
@@ -28,6 +29,9 @@ func (d *Deliverer) own(id string) func() {
 			}
 		}
 		d.mu.Unlock()
+		if !waited && d.waiting != nil {
+			d.waiting(id)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -39,24 +43,18 @@ func (d *Deliverer) kick() {
 	}
 }
 
-// edit applies fn to the recipients of a stored message that are in
-// state from, stores the result and reschedules the message. It returns
-// how many recipients it changed.
-func (d *Deliverer) edit(id string, from queue.Status, fn func(r *queue.Recipient)) (int, error) {
+// edit applies an operator command that only edits the envelope (hold,
+// release, retry) to a stored message, stores it and reschedules it. It
+// returns how many recipients it changed.
+func (d *Deliverer) edit(id, cmd string) (int, error) {
 	defer d.own(id)()
 	m, err := d.cfg.Queue.Get(id)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for i := range m.Recipients {
-		if m.Recipients[i].Status == from {
-			fn(&m.Recipients[i])
-			n++
-		}
-	}
-	if n == 0 {
-		return 0, nil
+	n, err := m.Apply(cmd)
+	if err != nil || n == 0 {
+		return 0, err
 	}
 	if err := d.cfg.Queue.Update(m); err != nil {
 		return 0, err
@@ -70,19 +68,13 @@ func (d *Deliverer) edit(id string, from queue.Status, fn func(r *queue.Recipien
 }
 
 // Hold stops delivery of the pending recipients of a message.
-func (d *Deliverer) Hold(id string) (int, error) {
-	return d.edit(id, queue.Pending, func(r *queue.Recipient) { r.Status = queue.Held })
-}
+func (d *Deliverer) Hold(id string) (int, error) { return d.edit(id, "hold") }
 
 // Release makes held recipients pending again, due now.
-func (d *Deliverer) Release(id string) (int, error) {
-	return d.edit(id, queue.Held, func(r *queue.Recipient) { r.Status, r.NextAttempt = queue.Pending, time.Time{} })
-}
+func (d *Deliverer) Release(id string) (int, error) { return d.edit(id, "release") }
 
 // Retry makes the pending recipients due now.
-func (d *Deliverer) Retry(id string) (int, error) {
-	return d.edit(id, queue.Pending, func(r *queue.Recipient) { r.NextAttempt = time.Time{} })
-}
+func (d *Deliverer) Retry(id string) (int, error) { return d.edit(id, "retry") }
 
 // Drop gives up on the undelivered recipients of a message: the sender
 // gets a DSN unless bounce is false, and the message leaves the queue.
@@ -93,16 +85,7 @@ func (d *Deliverer) Drop(id string, bounce bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for i := range m.Recipients {
-		r := &m.Recipients[i]
-		if r.Status == queue.Pending || r.Status == queue.Held {
-			r.Status = queue.Failed
-			r.LastError = "5.3.0 dropped from the queue by the operator; last error: " + r.LastError
-			r.Bounced = !bounce
-			n++
-		}
-	}
+	n := m.Drop(bounce)
 	if err := d.bounce(m); err != nil {
 		return n, err
 	}

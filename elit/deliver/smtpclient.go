@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -19,18 +21,50 @@ import (
 // because go-smtp's client does not pipeline (RFC 2920) or send BDAT
 // (RFC 3030). Replies that are not 2xx/3xx come back as *smtp.SMTPError.
 type client struct {
+	r   *bufio.Reader
+	w   *bufio.Writer
+	dl  *deadline
+	ext map[string]string // EHLO keywords, upper case
+}
+
+// newClient starts the SMTP client on conn, a connection (or the TLS
+// connection over one) whose deadlines dl keeps.
+func newClient(conn net.Conn, dl *deadline) *client {
+	return &client{r: bufio.NewReader(conn), w: bufio.NewWriter(conn), dl: dl}
+}
+
+func (c *client) deadline() { c.dl.extend() }
+
+// deadline keeps the deadline of a session's connection: each step (a
+// command, a reply, a piece of the data) gets timeout from its start
+// (RFC 5321 §4.5.3.2) until ctx is done; from then on the deadline is in
+// the past for good, so that the step in progress and any after it (a
+// QUIT, say) fail at once and a shutdown does not wait for a stalled peer.
+type deadline struct {
+	ctx     context.Context
 	conn    net.Conn
-	r       *bufio.Reader
-	w       *bufio.Writer
 	timeout time.Duration
-	ext     map[string]string // EHLO keywords, upper case
+	mu      sync.Mutex // one extend at a time: ctx's end is never undone
+	stop    func() bool
 }
 
-func newClient(conn net.Conn, timeout time.Duration) *client {
-	return &client{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn), timeout: timeout}
+// watchDeadline ties conn's deadlines to ctx. Call stop when done.
+func watchDeadline(ctx context.Context, conn net.Conn, timeout time.Duration) *deadline {
+	dl := &deadline{ctx: ctx, conn: conn, timeout: timeout}
+	dl.stop = context.AfterFunc(ctx, dl.extend)
+	return dl
 }
 
-func (c *client) deadline() { c.conn.SetDeadline(time.Now().Add(c.timeout)) }
+// extend gives the next step its time, or none once ctx is done.
+func (dl *deadline) extend() {
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	if dl.ctx.Err() != nil {
+		dl.conn.SetDeadline(time.Unix(1, 0))
+		return
+	}
+	dl.conn.SetDeadline(time.Now().Add(dl.timeout))
+}
 
 // send writes command lines (buffered; flush sends them).
 func (c *client) send(format string, args ...any) {

@@ -116,10 +116,10 @@ func (d *Deliverer) transportFor(m *queue.Message, r queue.Recipient) *Transport
 		if rt.User != "" && !strings.EqualFold(rt.User, m.AuthUser) {
 			continue
 		}
-		if len(rt.FromDomains) > 0 && !containsFold(rt.FromDomains, from) {
+		if len(rt.FromDomains) > 0 && !containsDomain(rt.FromDomains, from) {
 			continue
 		}
-		if len(rt.ToDomains) > 0 && !containsFold(rt.ToDomains, to) {
+		if len(rt.ToDomains) > 0 && !containsDomain(rt.ToDomains, to) {
 			continue
 		}
 		if rt.MinAttempt > 0 && r.Attempts+1 < rt.MinAttempt {
@@ -133,9 +133,11 @@ func (d *Deliverer) transportFor(m *queue.Message, r queue.Recipient) *Transport
 	return direct
 }
 
-func containsFold(list []string, s string) bool {
+// containsDomain reports whether list names domain (as domainOf gives
+// it), in any case and in U-label or A-label form.
+func containsDomain(list []string, domain string) bool {
 	for _, x := range list {
-		if strings.EqualFold(x, s) {
+		if domainOf("@"+x) == domain {
 			return true
 		}
 	}

@@ -9,7 +9,8 @@
 // queue exactly when its .json exists, so a server may answer 250 after DATA
 // (RFC 5321 §4.1.1.4, "the receiver MUST NOT lose the message") as soon as
 // Put returns. Open removes what an interrupted Put left (temporary files,
-// data without an envelope), which was never acknowledged.
+// data without an envelope), which was never acknowledged, and envelopes
+// without data, which only a failed Commit or damage leaves.
 //
 // The store holds state; scheduling deliveries is the deliverer's job.
 package queue
@@ -22,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -54,13 +56,19 @@ type Recipient struct {
 	Notify string `json:"notify,omitempty"`
 	ORcpt  string `json:"orcpt,omitempty"`
 
-	Status      Status    `json:"status"`
-	Attempts    int       `json:"attempts,omitempty"`
-	LastError   string    `json:"last_error,omitempty"`
+	Status    Status `json:"status"`
+	Attempts  int    `json:"attempts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// NextAttempt is when a pending recipient is tried again, and when a
+	// failed one not yet reported is reported again (zero: now).
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	// Bounced is set once the sender has been told of a failure (or
 	// nobody is to be told: null sender, NOTIFY=NEVER).
 	Bounced bool `json:"bounced,omitempty"`
+	// BounceAttempts counts the failed attempts at reporting the failure
+	// (the DSN could not be made or queued): the delay before the next
+	// doubles with it, as for deliveries.
+	BounceAttempts int `json:"bounce_attempts,omitempty"`
 	// DelayWarned is set once the sender was told of a delay.
 	DelayWarned bool `json:"delay_warned,omitempty"`
 }
@@ -108,15 +116,39 @@ var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}-[0-9a-f]{12}$`)
 type Store struct {
 	dir string
 	now func() time.Time
+	log *slog.Logger
+	// syncDir makes the directory's entries durable (fsyncDir; a test
+	// makes it fail).
+	syncDir func(dir string) error
+}
+
+// Option configures Open.
+type Option func(*Store)
+
+// WithLog makes Open log what it cleans up (by default nothing is logged).
+func WithLog(l *slog.Logger) Option {
+	return func(s *Store) { s.log = l }
+}
+
+func newStore(dir string, opts []Option) *Store {
+	s := &Store{dir: dir, now: time.Now, log: slog.New(slog.DiscardHandler), syncDir: fsyncDir}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Open opens (creating it if needed) the queue in dir and removes what
-// interrupted Puts left behind.
-func Open(dir string) (*Store, error) {
+// interrupted Puts left behind (temporary files, data without an
+// envelope: never acknowledged) and envelopes without data, which are
+// no message: only a failed Commit (whose client was told to send again)
+// or damage leaves them. Each removal is logged (WithLog); an envelope
+// without data is a warning, since damage may have lost a message.
+func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue directory: %w", err)
 	}
-	s := &Store{dir: dir, now: time.Now}
+	s := newStore(dir, opts)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("queue directory: %w", err)
@@ -128,17 +160,28 @@ func Open(dir string) (*Store, error) {
 	removed := false
 	for _, e := range entries {
 		name := e.Name()
-		id, isData := strings.CutSuffix(name, ".msg")
-		orphan := isData && !have[id+".json"]
-		if strings.HasPrefix(name, ".") || orphan {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return nil, fmt.Errorf("queue cleanup: %w", err)
-			}
-			removed = true
+		var what string
+		if id, ok := strings.CutSuffix(name, ".msg"); ok && !have[id+".json"] {
+			what = "data without an envelope"
+		} else if id, ok := strings.CutSuffix(name, ".json"); ok && idPattern.MatchString(id) && !have[id+".msg"] {
+			what = "envelope without data"
+		} else if strings.HasPrefix(name, ".") {
+			what = "temporary file"
+		} else {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return nil, fmt.Errorf("queue cleanup: %w", err)
+		}
+		removed = true
+		if what == "envelope without data" {
+			s.log.Warn("queue cleanup: removed an envelope without data (a failed commit, or damage)", "file", name)
+		} else {
+			s.log.Info("queue cleanup: removed "+what, "file", name)
 		}
 	}
 	if removed {
-		if err := syncDir(dir); err != nil {
+		if err := s.syncDir(dir); err != nil {
 			return nil, err
 		}
 	}
@@ -155,7 +198,7 @@ func Attach(dir string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("queue directory: %s is not a directory", dir)
 	}
-	return &Store{dir: dir, now: time.Now}, nil
+	return newStore(dir, nil), nil
 }
 
 // Dir returns the queue directory.
@@ -230,7 +273,9 @@ func (in *Incoming) Abort() {
 
 // Commit durably queues the data written to in with the envelope m (its
 // ID, Received and Size filled in). When Commit returns nil the message
-// survives a crash; when it fails, nothing is queued.
+// survives a crash; when it fails, nothing is queued: the client is told
+// to send again (RFC 5321 §4.2.5), and a message left queued as well
+// would be delivered twice.
 func (s *Store) Commit(in *Incoming, m *Message) error {
 	if in.f == nil {
 		return fmt.Errorf("queue %s: already committed or aborted", in.id)
@@ -252,11 +297,30 @@ func (s *Store) Commit(in *Incoming, m *Message) error {
 		return fmt.Errorf("queue %s: %w", m.ID, err)
 	}
 	if err := s.writeEnvelope(m); err != nil {
-		dataPath, _ := s.path(m.ID, ".msg")
-		os.Remove(dataPath)
+		// The envelope may be in place (renamed, the directory sync then
+		// failed): it goes first, then the data, as in Remove.
+		if uerr := s.unqueue(m.ID); uerr != nil {
+			return errors.Join(err, fmt.Errorf("queue %s: undoing the commit: %w", m.ID, uerr))
+		}
 		return err
 	}
 	return nil
+}
+
+// unqueue removes what there is of a message, the envelope first, and
+// syncs the directory.
+func (s *Store) unqueue(id string) error {
+	var errs []error
+	for _, ext := range []string{".json", ".msg"} {
+		path, _ := s.path(id, ext)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.syncDir(s.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Update durably replaces the envelope and delivery state of m.
@@ -276,7 +340,10 @@ func (s *Store) writeEnvelope(m *Message) error {
 	if err := renameio.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("queue %s: %w", m.ID, err)
 	}
-	return syncDir(s.dir)
+	if err := s.syncDir(s.dir); err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	return nil
 }
 
 // Get reads the envelope of a message.
@@ -332,7 +399,7 @@ func (s *Store) Remove(id string) error {
 	if err := os.Remove(dataPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(s.dir)
+	return s.syncDir(s.dir)
 }
 
 // List returns every queued message, oldest first. Envelopes that cannot
@@ -361,7 +428,8 @@ func (s *Store) List() ([]*Message, error) {
 	return msgs, errors.Join(errs...)
 }
 
-func syncDir(dir string) error {
+// fsyncDir makes a directory's entries durable.
+func fsyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package receive
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -11,19 +12,29 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// connLimiter counts open connections, in all and per client address.
+// clientKey is what the limits count per client: its IPv4 address, or the
+// /64 of its IPv6 address (one host commonly has a whole /64).
+func clientKey(ip netip.Addr) netip.Prefix {
+	if ip.Is6() && !ip.Is4In6() {
+		p, _ := ip.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(ip.Unmap(), 32)
+}
+
+// connLimiter counts open connections, in all and per client.
 type connLimiter struct {
 	max, perIP int
 	mu         sync.Mutex
 	total      int
-	byIP       map[netip.Addr]int
+	byIP       map[netip.Prefix]int
 }
 
 func newConnLimiter(max, perIP int) *connLimiter {
-	return &connLimiter{max: max, perIP: perIP, byIP: map[netip.Addr]int{}}
+	return &connLimiter{max: max, perIP: perIP, byIP: map[netip.Prefix]int{}}
 }
 
-func (l *connLimiter) acquire(ip netip.Addr) bool {
+func (l *connLimiter) acquire(ip netip.Prefix) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total >= l.max || l.byIP[ip] >= l.perIP {
@@ -34,7 +45,7 @@ func (l *connLimiter) acquire(ip netip.Addr) bool {
 	return true
 }
 
-func (l *connLimiter) release(ip netip.Addr) {
+func (l *connLimiter) release(ip netip.Prefix) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
@@ -58,18 +69,26 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c)
-		if !l.s.conns.acquire(ip) {
-			l.s.cfg.Log.Warn("connection refused: too many connections", "client", ip)
+		key := clientKey(ip)
+		refuse := ""
+		switch {
+		case l.s.errors.count(key) >= l.s.cfg.MaxClientErrors:
+			refuse = "too many errors from your address"
+		case !l.s.conns.acquire(key):
+			refuse = "too many connections"
+		}
+		if refuse != "" {
+			l.s.refused.add(refuse, key)
 			go func() {
 				if l.plain {
 					c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-					c.Write([]byte("421 4.7.0 " + l.s.cfg.Hostname + " too many connections, try again later\r\n"))
+					c.Write([]byte("421 4.7.0 " + l.s.cfg.Hostname + " " + refuse + ", try again later\r\n"))
 				}
 				c.Close()
 			}()
 			continue
 		}
-		tc := &trackedConn{Conn: c, release: func() { l.s.conns.release(ip) }}
+		tc := &trackedConn{Conn: c, release: func() { l.s.conns.release(key) }}
 		tc.timer = time.AfterFunc(l.s.cfg.MaxSessionTime, func() { tc.Close() })
 		return tc, nil
 	}
@@ -119,28 +138,47 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// failureCounter counts failed logins per client address over a window.
+// failureCounter counts failures (failed logins, error replies) per client
+// over a sliding window. It keeps at most maxPerKey times per client
+// (enough to know a limit is reached) and forgets clients beyond maxKeys,
+// so that a sweep over many addresses cannot take all the memory.
 type failureCounter struct {
 	window time.Duration
 	now    func() time.Time
 	mu     sync.Mutex
-	byIP   map[netip.Addr][]time.Time
+	byIP   map[netip.Prefix][]time.Time
 }
 
+const (
+	maxPerKey = 1000
+	maxKeys   = 100_000
+)
+
 func newFailureCounter(window time.Duration, now func() time.Time) *failureCounter {
-	return &failureCounter{window: window, now: now, byIP: map[netip.Addr][]time.Time{}}
+	return &failureCounter{window: window, now: now, byIP: map[netip.Prefix][]time.Time{}}
 }
 
 // add records a failure and returns the count in the window.
-func (f *failureCounter) add(ip netip.Addr) int {
+func (f *failureCounter) add(ip netip.Prefix) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.prune(ip)
+	if len(t) >= maxPerKey {
+		t = t[1:]
+	}
 	t = append(t, f.now())
 	f.byIP[ip] = t
-	if len(f.byIP) > 10000 { // bound the memory an address sweep can take
+	if len(f.byIP) > maxKeys/2 {
 		for k := range f.byIP {
 			if f.prune(k) == nil {
+				delete(f.byIP, k)
+			}
+		}
+		for k := range f.byIP { // still too many: forget some at random
+			if len(f.byIP) <= maxKeys {
+				break
+			}
+			if k != ip {
 				delete(f.byIP, k)
 			}
 		}
@@ -148,13 +186,13 @@ func (f *failureCounter) add(ip netip.Addr) int {
 	return len(t)
 }
 
-func (f *failureCounter) count(ip netip.Addr) int {
+func (f *failureCounter) count(ip netip.Prefix) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.prune(ip))
 }
 
-func (f *failureCounter) prune(ip netip.Addr) []time.Time {
+func (f *failureCounter) prune(ip netip.Prefix) []time.Time {
 	t := f.byIP[ip]
 	cut := f.now().Add(-f.window)
 	i := 0
@@ -168,4 +206,66 @@ func (f *failureCounter) prune(ip netip.Addr) []time.Time {
 	}
 	f.byIP[ip] = t
 	return t
+}
+
+// refusalLog logs refused connections without flooding: the first of a
+// kind at once, then one summary per interval while they go on.
+type refusalLog struct {
+	log      *slog.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	kinds    map[string]*refusals
+}
+
+type refusals struct {
+	logged  time.Time // when the last line was written
+	count   int       // refused since
+	clients map[netip.Prefix]bool
+	timer   *time.Timer
+}
+
+func newRefusalLog(log *slog.Logger, interval time.Duration) *refusalLog {
+	return &refusalLog{log: log, interval: interval, kinds: map[string]*refusals{}}
+}
+
+func (r *refusalLog) add(reason string, client netip.Prefix) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.kinds[reason]
+	if k == nil {
+		k = &refusals{clients: map[netip.Prefix]bool{}}
+		r.kinds[reason] = k
+	}
+	if time.Since(k.logged) >= r.interval && k.count == 0 {
+		k.logged = time.Now()
+		r.log.Warn("connection refused: "+reason, "client", client.String())
+		return
+	}
+	k.count++
+	if len(k.clients) < 1000 {
+		k.clients[client] = true
+	}
+	if k.timer == nil {
+		k.timer = time.AfterFunc(time.Until(k.logged.Add(r.interval)), func() { r.flush(reason) })
+	}
+}
+
+func (r *refusalLog) flush(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := r.kinds[reason]
+	k.timer = nil
+	if k.count == 0 {
+		return
+	}
+	var some []string
+	for c := range k.clients {
+		if len(some) == 5 {
+			break
+		}
+		some = append(some, c.String())
+	}
+	r.log.Warn("connections refused: "+reason, "refused", k.count, "clients", len(k.clients), "since", k.logged.Format(time.RFC3339), "some", some)
+	k.logged, k.count = time.Now(), 0
+	clear(k.clients)
 }

@@ -14,7 +14,7 @@ import (
 // Errors from scanning a message.
 var (
 	errBareNewline = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
-		Message: "Message refused: bare CR or LF in the data (RFC 5321 §2.3.8); lines must end with CRLF"}
+		Message: "Message refused: bare CR or LF in the data (RFC 5321 section 2.3.8); lines must end with CRLF"}
 	errHeaderTooLong = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
 		Message: "Message refused: header section too large"}
 )

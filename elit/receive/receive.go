@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"elit.local/elit/lists"
 	"elit.local/elit/queue"
 	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
@@ -50,27 +51,42 @@ type Config struct {
 	// SRS, when set, rewrites the envelope sender of mail the MX forwards
 	// and takes bounces to rewritten addresses back.
 	SRS *srs.SRS
-	// ListBounce records a bounce to a list's member bounce address
-	// (lists.BounceAddress); nil refuses such addresses as unknown.
+	// ListSigner checks the bounce addresses of list members
+	// (lists.Signer.BounceAddress) and ListBounce records a bounce to one;
+	// without both such addresses are unknown.
+	ListSigner *lists.Signer
 	ListBounce func(list, member, reason string)
 	// Postmaster receives mail for postmaster@ a local domain when the
 	// database has no such name (RFC 5321 §4.5.1).
 	Postmaster string
 
-	MaxSize          int64         // message size in bytes (10 MB, as Postfix)
-	MaxRecipients    int           // RCPT commands per message (100)
-	MaxLineLength    int           // bytes per line, commands and data (4096)
-	ReadTimeout      time.Duration // per command or data read (5 min, as Postfix)
-	WriteTimeout     time.Duration // per reply (5 min)
-	MaxSessionTime   time.Duration // whole connection (1 h)
-	MaxConns         int           // concurrent connections (500)
-	MaxConnsPerIP    int           // concurrent connections from one address (50, as Postfix)
-	MaxJunkCommands  int           // RSET/EHLO without a message in between (100, as Postfix)
-	MaxAuthFailures  int           // per connection, then 421 (3)
-	MaxAuthFailIP    int           // per client address in AuthFailWindow, then 454 (10)
-	AuthFailWindow   time.Duration // (15 min)
-	AuthFailureDelay time.Duration // before answering a failure, times the failures so far (1 s)
-	MaxHops          int           // Received fields before a message is a loop (50)
+	MaxSize         int64         // message size in bytes (10 MB, as Postfix)
+	MaxRecipients   int           // RCPT commands per message (100)
+	MaxLineLength   int           // bytes per line, commands and data (4096)
+	ReadTimeout     time.Duration // per command or data read (5 min, as Postfix)
+	WriteTimeout    time.Duration // per reply (5 min)
+	MaxSessionTime  time.Duration // whole connection (1 h)
+	MaxConns        int           // concurrent connections (500)
+	MaxConnsPerIP   int           // concurrent connections from one address (50, as Postfix)
+	MaxJunkCommands int           // RSET/EHLO without a message in between (100, as Postfix)
+	// Error limits, as Postfix's: every 4xx/5xx reply (unknown user, bad
+	// SRS address, relay refused, syntax error, failed login...) is an
+	// error. Past SoftErrorLimit errors on a connection each error reply
+	// waits ErrorSleep; at HardErrorLimit the connection is closed with
+	// 421. A message accepted resets the connection's count. Errors are
+	// also counted per client (an IPv4 address, an IPv6 /64) over
+	// ClientErrorWindow: at MaxClientErrors the client's connection is
+	// closed, and new ones refused with 421, until the window has moved on.
+	SoftErrorLimit    int           // (10, as Postfix)
+	HardErrorLimit    int           // (20, as Postfix)
+	ErrorSleep        time.Duration // (1 s, as Postfix; negative: none)
+	MaxClientErrors   int           // (100)
+	ClientErrorWindow time.Duration // (1 h)
+	MaxAuthFailures   int           // per connection, then 421 (3)
+	MaxAuthFailIP     int           // per client address in AuthFailWindow, then 454 (10)
+	AuthFailWindow    time.Duration // (15 min)
+	AuthFailureDelay  time.Duration // before answering a failure, times the failures so far (1 s)
+	MaxHops           int           // Received fields before a message is a loop (50)
 
 	Now func() time.Time
 }
@@ -94,6 +110,15 @@ func (c *Config) setDefaults() {
 	def(&c.MaxConns, 500)
 	def(&c.MaxConnsPerIP, 50)
 	def(&c.MaxJunkCommands, 100)
+	def(&c.SoftErrorLimit, 10)
+	def(&c.HardErrorLimit, 20)
+	def(&c.MaxClientErrors, 100)
+	defDur(&c.ClientErrorWindow, time.Hour)
+	if c.ErrorSleep == 0 {
+		c.ErrorSleep = time.Second
+	} else if c.ErrorSleep < 0 {
+		c.ErrorSleep = 0
+	}
 	def(&c.MaxAuthFailures, 3)
 	def(&c.MaxAuthFailIP, 10)
 	def(&c.MaxHops, 50)
@@ -124,7 +149,9 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg      Config
 	conns    *connLimiter
-	failures *failureCounter
+	failures *failureCounter // failed logins per client
+	errors   *failureCounter // error replies per client
+	refused  *refusalLog
 }
 
 // New returns a server.
@@ -137,6 +164,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:      cfg,
 		conns:    newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		failures: newFailureCounter(cfg.AuthFailWindow, cfg.Now),
+		errors:   newFailureCounter(cfg.ClientErrorWindow, cfg.Now),
+		refused:  newRefusalLog(cfg.Log, time.Minute),
 	}, nil
 }
 
@@ -157,6 +186,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, mode Mode) error {
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true
 	srv.TLSConfig = s.cfg.TLS
+	srv.SoftErrorLimit = s.cfg.SoftErrorLimit
+	srv.HardErrorLimit = s.cfg.HardErrorLimit
+	srv.ErrorSleep = s.cfg.ErrorSleep
+	srv.OnError = s.onError
 	srv.ErrorLog = slogLogger{s.cfg.Log.With("listener", mode.String())}
 	l = &limitListener{Listener: l, s: s, plain: mode != Submissions}
 	if mode == Submissions {
@@ -182,6 +215,23 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, mode Mode) error {
 		return nil
 	}
 	return err
+}
+
+// onError counts an error reply against the client, and says to close
+// the connection once the client is over its budget.
+func (s *Server) onError(c *smtp.Conn) bool {
+	ip := remoteIP(c.Conn())
+	n := s.errors.add(clientKey(ip))
+	switch {
+	case n == s.cfg.MaxClientErrors:
+		s.cfg.Log.Warn("closing: too many errors from this client", "client", ip, "errors", n, "window", s.cfg.ClientErrorWindow)
+		return true
+	case n > s.cfg.MaxClientErrors:
+		return true
+	case c.ErrorCount() == s.cfg.HardErrorLimit:
+		s.cfg.Log.Warn("closing: too many errors on this connection", "client", ip, "errors", c.ErrorCount())
+	}
+	return false
 }
 
 type backend struct {

@@ -87,7 +87,7 @@ func TestReceivedHeader(t *testing.T) {
 func TestFailureCounter(t *testing.T) {
 	now := time.Unix(1000, 0)
 	f := newFailureCounter(time.Minute, func() time.Time { return now })
-	ip := netip.MustParseAddr("192.0.2.1")
+	ip := clientKey(netip.MustParseAddr("192.0.2.1"))
 	f.add(ip)
 	now = now.Add(30 * time.Second)
 	if n := f.add(ip); n != 2 {
@@ -121,7 +121,9 @@ func testServer(t testing.TB, mode Mode, mod func(*Config)) (addr string, q *que
 		t.Fatal(err)
 	}
 	cfg := Config{Hostname: "mx.example.org", Users: func() *userdb.DB { return db }, Queue: q,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), AuthFailureDelay: -1}
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), AuthFailureDelay: -1,
+		// The error limits only where a test sets them.
+		ErrorSleep: -1, HardErrorLimit: 1 << 30, MaxClientErrors: 1 << 30}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -298,6 +300,9 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@example.net> RET=HDRS ENVID=a+2Bb SIZE=10\r\nRCPT TO:<\"a b\"@example.org>\r\nRSET\r\nVRFY x\r\nNOOP\r\nAUTH PLAIN AGRpbgBkZW1v\r\n"))
 	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\na\n.\nMAIL FROM:<y@example.net>\r\n.\r\n"))
 	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@[127.0.0.1]>\r\nRCPT TO:<din@EXAMPLE.org>\r\nBDAT 3\r\nabcBDAT 0 LAST\r\n"))
+	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\nx\r\r\n.\r\nQUIT\r\n"))
+	f.Add([]byte("EHLO a\r\nMAIL FROM:<x@example.net>\r\nRCPT TO:<din@example.org>\r\nDATA\r\nx\r\n.\rMAIL FROM:<y@example.net>\r\n.\r\n"))
+	f.Add([]byte("EHLO a\x00b\r\nHELO \xff\r\nMAIL FROM:<\xc3\xa4@example.net> SMTPUTF8\r\nRCPT TO:<Postmaster>\r\nRCPT TO:<SRS0=AAAAAAAAAAAAA=AB=x.example=y@example.org>\r\n"))
 	addr, _ := testServer(f, MX, func(c *Config) { c.ReadTimeout = 500 * time.Millisecond; c.MaxSize = 1 << 16; c.MaxConnsPerIP = 1000 })
 	f.Fuzz(func(t *testing.T, input []byte) {
 		c, err := net.Dial("tcp", addr)

@@ -96,7 +96,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if ss.mode == MX {
 		return nil, smtp.ErrAuthUnsupported
 	}
-	if n := ss.s.failures.count(ss.ip); n >= ss.s.cfg.MaxAuthFailIP {
+	if n := ss.s.failures.count(clientKey(ss.ip)); n >= ss.s.cfg.MaxAuthFailIP {
 		ss.log.Warn("authentication refused: too many failures from this address", "failures", n)
 		return nil, smtpErr(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address, try again later")
 	}
@@ -138,7 +138,7 @@ func (g *guardedAuth) Next(response []byte) ([]byte, bool, error) {
 	ss := g.ss
 	ss.authFailures++
 	authFailuresTotal.Inc()
-	ipFailures := ss.s.failures.add(ss.ip)
+	ipFailures := ss.s.failures.add(clientKey(ss.ip))
 	var ae *auth.Error
 	errors.As(err, &ae)
 	login := ""
@@ -174,7 +174,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax: %v", err)
 		}
 		if !opts.UTF8 && !isASCII(from) {
-			return smtpErr(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8 (RFC 6531 §3.4)")
+			return smtpErr(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8 (RFC 6531 section 3.4)")
 		}
 	}
 	db := ss.s.cfg.Users()
@@ -196,30 +196,40 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "MAIL first")
 	}
 	db := ss.db
+	if strings.EqualFold(to, "postmaster") {
+		// RFC 5321 §4.1.1.3: <Postmaster> without a domain is ours.
+		to = "postmaster@" + db.Domain()
+	}
 	a, err := esmtp.ParseAddress(to)
 	if err != nil {
 		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: %v", err)
 	}
 	if !ss.opts.UTF8 && !isASCII(to) {
-		return smtpErr(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8 (RFC 6531 §3.4)")
+		return smtpErr(553, smtp.EnhancedCode{5, 6, 7}, "Non-ASCII address needs SMTPUTF8 (RFC 6531 section 3.4)")
 	}
-	if list, member, ok := lists.ParseBounceAddress(to); ok && ss.s.cfg.ListBounce != nil {
-		if u := db.Lookup(list); u != nil && len(u.Mailboxes) > 1 {
-			// A bounce about a member of one of our lists: counted at the
-			// end of DATA, not delivered.
+	if lists.IsBounceAddress(to) && db.IsLocalDomain(a.Domain) && ss.s.cfg.ListSigner != nil && ss.s.cfg.ListBounce != nil {
+		// A bounce about a member of one of our lists: counted at the end
+		// of DATA, not delivered; only with our signature, and only for a
+		// member of the list.
+		list, member, ok := ss.s.cfg.ListSigner.ParseBounceAddress(to)
+		if u := db.Lookup(list); ok && u != nil && len(u.Mailboxes) > 1 && isMember(u, member) {
 			ss.listBounces = append(ss.listBounces, [2]string{u.Address, member})
 			ss.orig = append(ss.orig, to)
 			return nil
 		}
+		ss.log.Info("recipient refused: bad list bounce address", "to", to)
+		rcptRefusedTotal.Inc("list-bounce")
+		return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "<%s>: no such user here", to)
 	}
 	listAddr := ""
 	var targets []string
 	switch {
-	case ss.s.cfg.SRS != nil && srs.IsSRS(a.Local) && strings.EqualFold(a.Domain, ss.s.cfg.SRS.Domain):
+	case ss.s.cfg.SRS != nil && srs.IsSRS(a.Local) && sameDomain(a.Domain, ss.s.cfg.SRS.Domain):
 		// A bounce (or reply) to an address we rewrote: send it on.
 		orig, err := ss.s.cfg.SRS.Reverse(to)
 		if err != nil {
 			ss.log.Info("recipient refused: SRS", "to", to, "err", err)
+			rcptRefusedTotal.Inc("srs")
 			return smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "<%s>: invalid or expired SRS address", to)
 		}
 		targets = []string{orig}
@@ -269,6 +279,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	for _, t := range targets {
 		key := strings.ToLower(t)
+		if ta, err := esmtp.ParseAddress(t); err == nil {
+			key = ta.Canonical()
+		}
 		if ss.seenTo[key] {
 			continue // a list member also named directly, say: once is enough
 		}
@@ -399,7 +412,7 @@ func (ss *session) Data(r io.Reader) error {
 // addresses the authenticated user may all send as.
 func (ss *session) checkHeaderFrom(values []string) error {
 	if len(values) != 1 {
-		return smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message must have exactly one From header field (RFC 5322 §3.6), it has %d", len(values))
+		return smtpErr(550, smtp.EnhancedCode{5, 6, 0}, "Message must have exactly one From header field (RFC 5322 section 3.6), it has %d", len(values))
 	}
 	list, err := mail.ParseAddressList(strings.TrimSpace(values[0]))
 	if err != nil || len(list) == 0 {
@@ -412,6 +425,28 @@ func (ss *session) checkHeaderFrom(values []string) error {
 		}
 	}
 	return nil
+}
+
+// sameDomain reports whether two domains are one, in U-label or A-label
+// form.
+func sameDomain(a, b string) bool {
+	ca, err1 := esmtp.CanonicalDomain(a)
+	cb, err2 := esmtp.CanonicalDomain(b)
+	return err1 == nil && err2 == nil && ca == cb
+}
+
+// isMember reports whether member is one of u's mailboxes.
+func isMember(u *userdb.User, member string) bool {
+	m, err := esmtp.ParseAddress(member)
+	if err != nil {
+		return false
+	}
+	for _, mb := range u.Mailboxes {
+		if a, err := esmtp.ParseAddress(mb); err == nil && a.Canonical() == m.Canonical() {
+			return true
+		}
+	}
+	return false
 }
 
 func isASCII(s string) bool {

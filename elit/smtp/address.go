@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // Limits of RFC 5321 §4.5.3.1.
@@ -19,8 +21,11 @@ const (
 
 // Address is a mailbox address local@domain, as in MAIL FROM and RCPT TO.
 type Address struct {
-	Local  string // as written, quoted if it was (RFC 5321 Local-part)
-	Domain string // lower case; an address literal keeps its brackets
+	Local string // as written, quoted if it was (RFC 5321 Local-part)
+	// Domain is as written in lower case (U-labels stay U-labels: the form
+	// to show, and to send with SMTPUTF8); an address literal keeps its
+	// brackets. CanonicalDomain gives the form to compare.
+	Domain string
 }
 
 func (a Address) String() string { return a.Local + "@" + a.Domain }
@@ -28,9 +33,10 @@ func (a Address) String() string { return a.Local + "@" + a.Domain }
 // Canonical returns the form used to compare addresses: the local part
 // unquoted where quoting is not needed and folded to lower case (RFC 5321
 // lets a server treat local parts case-insensitively, and every mail server
-// users meet does), at the lower-case domain.
+// users meet does), at the canonical domain (see CanonicalDomain), so that
+// din@bücher.example and din@XN--BCHER-KVA.example are one address.
 func (a Address) Canonical() string {
-	return strings.ToLower(canonicalLocal(a.Local)) + "@" + a.Domain
+	return strings.ToLower(canonicalLocal(a.Local)) + "@" + canonicalDomain(a.Domain)
 }
 
 func canonicalLocal(l string) string {
@@ -136,7 +142,11 @@ func isQuotedString(s string) bool {
 }
 
 // ParseDomain checks a domain name (RFC 5321 Domain: LDH labels, or UTF-8
-// U-labels with RFC 6531) and returns it in lower case, without a final dot.
+// U-labels with RFC 6531) and returns it as written in lower case, without
+// a final dot. A name with U-labels or A-labels ("xn--") must be a valid
+// internationalised domain name (IDNA2008, RFC 5891 §5.3–5.5, through the
+// UTS #46 lookup processing), so that it has one A-label form to look up
+// and to compare (see CanonicalDomain).
 func ParseDomain(d string) (string, error) {
 	d = strings.TrimSuffix(d, ".")
 	if d == "" || len(d) > MaxDomain {
@@ -155,16 +165,100 @@ func ParseDomain(d string) (string, error) {
 			}
 		}
 	}
-	return strings.ToLower(d), nil
+	d = strings.ToLower(d)
+	if needsIDNA(d) {
+		if _, err := toASCII(d); err != nil {
+			return "", fmt.Errorf("bad domain %q: %w", d, err)
+		}
+	}
+	return d, nil
 }
 
+// CanonicalDomain returns the form of a domain name used to compare
+// domains and to look them up in the DNS: lower case, every U-label
+// replaced by its A-label (RFC 5890 §2.3.2.1), so that bücher.example and
+// xn--bcher-kva.example are one domain. The conversion is the lookup
+// processing of UTS #46 (nontransitional: "ß" stays "ß", as IDNA2008
+// wants). An address literal ([192.0.2.1], [IPv6:2001:db8::1]) is returned
+// in the form ParseAddress gives it.
+func CanonicalDomain(d string) (string, error) {
+	if strings.HasPrefix(d, "[") {
+		return parseAddressLiteral(d)
+	}
+	p, err := ParseDomain(d)
+	if err != nil {
+		return "", err
+	}
+	return canonicalDomain(p), nil
+}
+
+// canonicalDomain converts a domain that ParseDomain accepted (or an
+// address literal, left alone) to its A-label form.
+func canonicalDomain(d string) string {
+	if strings.HasPrefix(d, "[") {
+		return d
+	}
+	if !needsIDNA(d) {
+		return strings.ToLower(d)
+	}
+	a, err := toASCII(d)
+	if err != nil {
+		return strings.ToLower(d) // not from ParseDomain: compared as it is
+	}
+	return a
+}
+
+// needsIDNA reports whether d has a label that is not plain LDH ASCII: a
+// U-label, or an A-label to check. Plain ASCII names skip IDNA, whose
+// hyphen rules would refuse some that RFC 5321 allows ("r3--a.example").
+func needsIDNA(d string) bool {
+	for _, label := range strings.Split(d, ".") {
+		if len(label) >= 4 && strings.EqualFold(label[:4], "xn--") {
+			return true
+		}
+		for i := 0; i < len(label); i++ {
+			if label[i] >= 0x80 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// toASCII converts a domain name to A-labels with the UTS #46 lookup
+// profile (RFC 5891 §5) and checks that the result is a host name the DNS
+// can hold: LDH labels of at most 63 octets, MaxDomain in all.
+func toASCII(d string) (string, error) {
+	a, err := idna.Lookup.ToASCII(d)
+	if err != nil {
+		return "", err
+	}
+	if a == "" || len(a) > MaxDomain {
+		return "", errors.New("no valid A-label form")
+	}
+	for _, label := range strings.Split(a, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", fmt.Errorf("the A-label form %q is not a host name", a)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return "", fmt.Errorf("the A-label form %q is not a host name", a)
+			}
+		}
+	}
+	return a, nil
+}
+
+// parseAddressLiteral parses an address literal (RFC 5321 §4.1.3) and
+// returns it in one form: IPv4 dotted, or "IPv6:" and the RFC 5952 text.
 func parseAddressLiteral(d string) (string, error) {
 	if len(d) < 3 || d[0] != '[' || d[len(d)-1] != ']' {
 		return "", errors.New("not an address literal")
 	}
 	inner := d[1 : len(d)-1]
-	if v6, ok := strings.CutPrefix(inner, "IPv6:"); ok {
-		if ip, err := netip.ParseAddr(v6); err == nil && ip.Is6() && !ip.Is4In6() && ip.Zone() == "" {
+	if len(inner) > 5 && strings.EqualFold(inner[:5], "IPv6:") { // ABNF strings ignore case
+		if ip, err := netip.ParseAddr(inner[5:]); err == nil && ip.Is6() && !ip.Is4In6() && ip.Zone() == "" {
 			return "[IPv6:" + ip.String() + "]", nil
 		}
 	} else if ip, err := netip.ParseAddr(inner); err == nil && ip.Is4() {

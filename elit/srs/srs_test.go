@@ -1,6 +1,9 @@
 package srs
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -92,6 +95,73 @@ func TestReverseRefuses(t *testing.T) {
 	// Another key does not validate.
 	if _, err := (&SRS{Key: []byte("other"), Domain: "example.org", Now: s.Now}).Reverse(fwd); !errors.Is(err, ErrBadHash) {
 		t.Errorf("other key: %v", err)
+	}
+}
+
+// oldForward makes an address the way Elit did before the hash grew: 4
+// base64 characters of an HMAC-SHA1 of the fields run together.
+func oldForward(s *SRS, addr string) string {
+	local, domain, _ := strings.Cut(addr, "@")
+	stamp := s.stamp()
+	m := hmac.New(sha1.New, s.Key)
+	for _, p := range []string{stamp, domain, local} {
+		m.Write([]byte(strings.ToLower(p)))
+	}
+	h := base64.StdEncoding.EncodeToString(m.Sum(nil))[:4]
+	return "SRS0=" + h + "=" + stamp + "=" + domain + "=" + local + "@" + s.Domain
+}
+
+// TestGuessing: the hash is long, exact and covers every field, so that an
+// address cannot be guessed or made from another one.
+func TestGuessing(t *testing.T) {
+	s := newSRS(20000)
+	fwd, _ := s.Forward("boss@victim.test")
+	h, _, _ := strings.Cut(strings.TrimPrefix(fwd, "SRS0="), "=")
+	if len(h) != HashLen || HashLen*5 < 64 {
+		t.Fatalf("hash %q: %d characters", h, len(h))
+	}
+	// An address made as Elit made them before is refused: 4 characters
+	// were about 2 million values, found by brute force in seconds.
+	old := oldForward(s, "boss@victim.test")
+	if _, err := s.Reverse(old); !errors.Is(err, ErrBadHash) {
+		t.Errorf("old form %s: %v", old, err)
+	}
+	// Every change of the hash is refused, and so is a prefix of it.
+	for i := range h {
+		for _, c := range alphabet {
+			if byte(c) == h[i] {
+				continue
+			}
+			bad := strings.Replace(fwd, h, h[:i]+string(c)+h[i+1:], 1)
+			if _, err := s.Reverse(bad); !errors.Is(err, ErrBadHash) {
+				t.Fatalf("%s: %v", bad, err)
+			}
+		}
+	}
+	if _, err := s.Reverse(strings.Replace(fwd, h, h[:4], 1)); !errors.Is(err, ErrBadHash) {
+		t.Errorf("short hash accepted")
+	}
+	// Moving the boundary between domain and local part keeps the same
+	// characters but must not keep a valid hash.
+	a, _ := s.Forward("a@ex.com")
+	shifted := strings.Replace(a, "=ex.com=a@", "=ex.co=ma@", 1)
+	if _, err := s.Reverse(shifted); !errors.Is(err, ErrBadHash) {
+		t.Errorf("shifted fields %s: %v", shifted, err)
+	}
+}
+
+// A foreign forwarder's SRS1 (postsrsd: a 4-character hash) is forwarded
+// with our own hash, and comes back.
+func TestForeignSRS1(t *testing.T) {
+	s := newSRS(20000)
+	foreign := "SRS1=Abc+=first.example==XyZ1=AB=example.net=alice@relay.example"
+	fwd, err := s.Forward(foreign)
+	if err != nil || !strings.HasPrefix(fwd, "SRS1=") || !strings.Contains(fwd, "=first.example==XyZ1=AB=example.net=alice@example.org") {
+		t.Fatalf("Forward = %q %v", fwd, err)
+	}
+	back, err := s.Reverse(fwd)
+	if err != nil || back != "SRS0=XyZ1=AB=example.net=alice@first.example" {
+		t.Errorf("Reverse = %q %v", back, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"elit.local/oneffs"
@@ -69,5 +70,107 @@ func TestLoaderReplace(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoaderEmptySource: a source emptied after a good load (an empty
+// file, blanks, [], an unset OneFFS image) is refused at Load and Check,
+// the database in use stays and the cache keeps the last good copy; a
+// fresh Loader on the empty source serves the cache; Replace refuses an
+// empty database and writes nothing.
+func TestLoaderEmptySource(t *testing.T) {
+	demo, err := os.ReadFile("../../appliance/demo/users.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		name  string
+		empty func(t *testing.T, src string)
+	}{
+		{"empty file", func(t *testing.T, src string) { writeFile(t, src, "") }},
+		{"blanks", func(t *testing.T, src string) { writeFile(t, src, " \n\t\n") }},
+		{"empty array", func(t *testing.T, src string) { writeFile(t, src, "[]\n") }},
+		{"unset image", func(t *testing.T, src string) {
+			im, err := oneffs.Open(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+			if err := im.Delete(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"image of []", func(t *testing.T, src string) {
+			im, err := oneffs.Open(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer im.Close()
+			if err := im.Write([]byte("[]")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src := filepath.Join(dir, "users.json")
+			if strings.Contains(c.name, "image") {
+				src = filepath.Join(dir, "db.img")
+				if err := oneffs.Create(src, demo, oneffs.WithFormat(oneffs.FailSafe), oneffs.WithSize(64<<10)); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				writeFile(t, src, string(demo))
+			}
+			cache := filepath.Join(dir, "cache.json")
+			l := NewLoader(src, cache, log, "example.org", nil)
+			if err := l.Load(); err != nil {
+				t.Fatal(err)
+			}
+			c.empty(t, src)
+			for _, load := range []struct {
+				name string
+				fn   func()
+			}{{"Check", l.Check}, {"Load", func() { l.Load() }}} { // Check first: it loads only a changed source
+				load.fn()
+				if l.DB().Lookup("din@example.org") == nil {
+					t.Fatalf("after %s of the emptied source: din is gone (%d addresses)", load.name, l.DB().Len())
+				}
+				if err := l.Info().Err; err == nil || !strings.Contains(err.Error(), "no entries") {
+					t.Errorf("after %s: Info().Err = %v, want no entries", load.name, err)
+				}
+				if got, _ := os.ReadFile(cache); string(got) != string(demo) {
+					t.Fatalf("after %s: the cache holds %q, want the last good database", load.name, got)
+				}
+			}
+			if _, err := l.Replace(nil); err == nil {
+				t.Errorf("Replace with an empty database: no error")
+			}
+			if _, err := l.Replace([]byte("[]")); err == nil {
+				t.Errorf("Replace with []: no error")
+			}
+			if l.DB().Lookup("din@example.org") == nil {
+				t.Fatal("Replace with an empty database: din is gone")
+			}
+			if got, _ := os.ReadFile(cache); string(got) != string(demo) {
+				t.Fatalf("after Replace: the cache holds %q", got)
+			}
+			// A restart on the empty source: the cache serves.
+			fresh := NewLoader(src, cache, log, "example.org", nil)
+			if err := fresh.Load(); err != nil {
+				t.Fatalf("a fresh Loader with a good cache: %v", err)
+			}
+			if fresh.DB().Lookup("din@example.org") == nil || !fresh.Info().FromCache {
+				t.Errorf("a fresh Loader does not serve the cache (from cache %v)", fresh.Info().FromCache)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

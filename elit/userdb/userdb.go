@@ -48,7 +48,7 @@ var (
 // User is one entry of the database.
 type User struct {
 	Name      string   // the login: the local part, or local@domain for another domain
-	Address   string   // local@domain, canonical (see smtp.Address.Canonical)
+	Address   string   // local@domain, canonical (see smtp.Address.Canonical: A-labels)
 	Mailboxes []string // addr-specs the address forwards to, in order
 
 	entry    int // index in the JSON array
@@ -77,8 +77,10 @@ func (u *User) CheckCRAMMD5(challenge, response []byte) bool {
 // DB is a parsed user database. It is not changed after Parse, so it is
 // safe for concurrent use.
 type DB struct {
-	domain  string
-	domains map[string]bool
+	domain string
+	// domains are the local domains as first written, by canonical form
+	// (smtp.CanonicalDomain: U-labels and A-labels are one domain).
+	domains map[string]string
 	users   map[string]*User // by canonical address
 	order   []*User
 	dummy   passwordHash
@@ -141,19 +143,20 @@ type entry struct {
 
 // Parse decodes and checks a database. Unqualified names are at domain;
 // extra domains are local too (names like bob@other.org add theirs). It
-// returns an *Error listing every problem when the database is invalid.
+// returns an *Error listing every problem when the database is invalid;
+// one without entries (no data, blanks, []) is invalid.
 func Parse(data []byte, domain string, extra ...string) (*DB, error) {
 	d, err := smtp.ParseDomain(domain)
 	if err != nil {
 		return nil, fmt.Errorf("mail domain: %w", err)
 	}
-	db := &DB{domain: d, domains: map[string]bool{d: true}, users: map[string]*User{}}
+	db := &DB{domain: d, domains: map[string]string{domainKey(d): d}, users: map[string]*User{}}
 	for _, x := range extra {
 		xd, err := smtp.ParseDomain(x)
 		if err != nil {
 			return nil, fmt.Errorf("mail domain: %w", err)
 		}
-		db.domains[xd] = true
+		db.addDomain(xd)
 	}
 	var problems []Problem
 	add := func(i int, name string, warning bool, format string, args ...any) {
@@ -221,13 +224,18 @@ func Parse(data []byte, domain string, extra ...string) (*DB, error) {
 	return db, nil
 }
 
+// errNoEntries refuses a database without entries: loaded, it would
+// refuse every address and every login (an emptied file or an unset
+// partition is a mistake, not a wish to close the domain).
+var errNoEntries = errors.New("the user database has no entries")
+
 // decodeEntries decodes the JSON array one entry at a time, strictly
 // (unknown members are errors). An entry that does not decode is reported
 // in entryErrs and the others are still decoded; only broken JSON syntax
-// stops the whole file.
+// or an empty array (or no data at all) stops the whole file.
 func decodeEntries(data []byte) (entries []entry, entryErrs []error, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, nil, nil // an empty device is an empty database, as in v1
+		return nil, nil, errNoEntries
 	}
 	notArray := func(err error) error { return fmt.Errorf("not a JSON array of users: %w", err) }
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -252,6 +260,9 @@ func decodeEntries(data []byte) (entries []entry, entryErrs []error, err error) 
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, nil, notArray(errors.New("data after the array"))
+	}
+	if len(entries) == 0 {
+		return nil, nil, errNoEntries
 	}
 	return entries, entryErrs, nil
 }
@@ -335,13 +346,30 @@ func (db *DB) nameAddress(name string) (string, error) {
 	if strings.HasPrefix(a.Domain, "[") {
 		return "", errors.New("an address literal is not a mail domain")
 	}
-	db.domains[a.Domain] = true
+	db.addDomain(a.Domain)
 	return a.Canonical(), nil
+}
+
+// domainKey returns the form domains are compared in (see
+// smtp.CanonicalDomain), or "" for what is not a domain.
+func domainKey(d string) string {
+	k, err := smtp.CanonicalDomain(d)
+	if err != nil {
+		return ""
+	}
+	return k
+}
+
+// addDomain makes d (as ParseDomain returns it) a local domain.
+func (db *DB) addDomain(d string) {
+	if k := domainKey(d); k != "" && db.domains[k] == "" {
+		db.domains[k] = d
+	}
 }
 
 func (db *DB) hasLocalMailbox(u *User) bool {
 	for _, m := range u.Mailboxes {
-		if db.domains[m[strings.LastIndexByte(m, '@')+1:]] {
+		if db.IsLocalDomain(m[strings.LastIndexByte(m, '@')+1:]) {
 			return true
 		}
 	}
@@ -370,18 +398,23 @@ func parseMailbox(s string) (string, error) {
 // Domain returns the default mail domain.
 func (db *DB) Domain() string { return db.domain }
 
-// Domains returns every domain the database has addresses at, sorted.
+// Domains returns every domain the database has addresses at, as first
+// written, sorted.
 func (db *DB) Domains() []string {
 	var ds []string
-	for d := range db.domains {
+	for _, d := range db.domains {
 		ds = append(ds, d)
 	}
 	sort.Strings(ds)
 	return ds
 }
 
-// IsLocalDomain reports whether the database has addresses at domain.
-func (db *DB) IsLocalDomain(domain string) bool { return db.domains[strings.ToLower(domain)] }
+// IsLocalDomain reports whether the database has addresses at domain, in
+// any case and in U-label or A-label form.
+func (db *DB) IsLocalDomain(domain string) bool {
+	k := domainKey(domain)
+	return k != "" && db.domains[k] != ""
+}
 
 // Len returns the number of users.
 func (db *DB) Len() int { return len(db.order) }
@@ -496,7 +529,7 @@ func (db *DB) Expand(address string) ([]string, error) {
 			return err
 		}
 		key := a.Canonical()
-		if !db.domains[a.Domain] {
+		if !db.IsLocalDomain(a.Domain) {
 			if !seen[key] {
 				seen[key] = true
 				out = append(out, addr)
@@ -567,7 +600,7 @@ func ReadSource(path string, opts ...oneffs.Option) ([]byte, error) {
 	defer im.Close()
 	data, err := im.Read()
 	if errors.Is(err, oneffs.ErrUnset) {
-		return nil, nil // an empty device is an empty database, as in v1
+		return nil, nil // no data: Parse refuses it as a database without entries
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

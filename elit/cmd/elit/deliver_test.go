@@ -191,7 +191,7 @@ func TestDeliverForward(t *testing.T) {
 	}
 }
 
-var srsRe = regexp.MustCompile(`SRS0=[^=]{4}=[A-Z2-7]{2}=([^=]+)=([^@]+)@example\.org`)
+var srsRe = regexp.MustCompile(`SRS0=[A-Z2-7]{13}=[A-Z2-7]{2}=([^=]+)=([^@]+)@example\.org`)
 
 // TestDeliverRetry: a destination answering 4xx twice gets the message on
 // the third attempt.
@@ -533,16 +533,21 @@ func TestDeliverList(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	got := good.messages()[0]
-	if !strings.Contains(got, "X-Mail-Args: <team+bounces=hannes=example.net@example.org>") || !strings.Contains(got, "X-Rcpt-Args: <hannes@example.net>") {
+	bounceAddr := bounceRe.FindString(got)
+	if bounceAddr == "" || !strings.Contains(got, "X-Rcpt-Args: <hannes@example.net>") {
 		t.Fatalf("at hannes's MX:\n%s", got)
 	}
 	q := openQueue(t, s)
 	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
-	// A bounce arrives for hannes.
+	// A bounce arrives for hannes; the unsigned form of the address, or
+	// one signed for someone else, is refused.
 	c := dialRaw(t, s.mx)
-	c.send("EHLO mx.example.net\r\nMAIL FROM:<>\r\nRCPT TO:<team+bounces=hannes=example.net@example.org>\r\nDATA\r\n")
+	c.send("EHLO mx.example.net\r\nMAIL FROM:<>\r\nRCPT TO:<team+bounces=hannes=example.net@example.org>\r\n" +
+		"RCPT TO:<" + strings.Replace(bounceAddr, "=hannes=", "=mallory=", 1) + ">\r\nRCPT TO:<" + bounceAddr + ">\r\nDATA\r\n")
 	c.expect("250")
 	c.expect("250")
+	c.expect("550 5.1.1")
+	c.expect("550 5.1.1")
 	c.expect("250")
 	c.expect("354")
 	c.send("Subject: Undelivered\r\n\r\nmailbox full\r\n.\r\n")
@@ -556,6 +561,9 @@ func TestDeliverList(t *testing.T) {
 		t.Errorf("something was sent to the sender: %d messages at example.net", len(good.messages()))
 	}
 }
+
+// bounceRe is the signed bounce address of hannes in the list team.
+var bounceRe = regexp.MustCompile(`team\+bounces=[A-Z2-7]{13}=hannes=example\.net@example\.org`)
 
 // TestDeliver8BitMIME: a peer without 8BITMIME gets 7-bit messages, and an
 // 8-bit message fails (RFC 6152 §3: convert or return) instead of going

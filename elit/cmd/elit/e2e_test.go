@@ -385,11 +385,10 @@ func TestServeSmuggling(t *testing.T) {
 			c := mxData(t, s.mx, "<x@example.net>", "<din@example.org>")
 			c.send("Subject: first\r\n\r\nfirst" + eod +
 				"MAIL FROM:<admin@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled\r\n.\r\n")
-			r, _ := c.reply()
-			// "\r\n.\r" + "M" reaches us as "\r\nM": go-smtp's reader
-			// drops a CR after a leading dot. It is one message, with the
-			// would-be commands in its body, so it may be accepted.
-			if !strings.HasPrefix(r, "550 5.5.2") && (eod != "\r\n.\r" || !strings.HasPrefix(r, "250 ")) {
+			// Each is refused for its bare CR or LF ("\r\n.\r" + "M" too:
+			// upstream go-smtp's reader deleted that CR, third_party/go-smtp
+			// keeps it).
+			if r, _ := c.reply(); !strings.HasPrefix(r, "550 5.5.2") {
 				t.Errorf("reply %q", r)
 			}
 			c.send("QUIT\r\n")
@@ -402,7 +401,7 @@ func TestServeSmuggling(t *testing.T) {
 			t.Errorf("a smuggled message was queued: %+v", m)
 		}
 	}
-	if len(msgs) > 1 {
+	if len(msgs) > 0 {
 		t.Errorf("%d messages queued", len(msgs))
 	}
 	c := dialRaw(t, s.sub)

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"elit.local/elit/deliver"
-	"elit.local/elit/dns"
 	"elit.local/elit/lists"
 	"elit.local/elit/queue"
 )
@@ -26,20 +25,16 @@ import (
 // controlSocket is where elit serve takes operator commands.
 func controlSocket(state string) string { return filepath.Join(state, "control.sock") }
 
+// lockWait is how long elit serve and an offline elit queue wait for the
+// queue lock: long enough for the other's short offline edit to end.
+const lockWait = 3 * time.Second
+
 // queueCommand sends an operator command to the running server, or, when
-// none runs, carries it out on the queue files itself.
+// none runs, carries it out on the queue files itself (offlineCommand).
 func queueCommand(state, cmd, id string) (string, error) {
 	c, err := net.DialTimeout("unix", controlSocket(state), 5*time.Second)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-		q, err := queue.Open(filepath.Join(state, "queue"))
-		if err != nil {
-			return "", err
-		}
-		d, err := deliver.New(deliver.Config{Queue: q, Hostname: "localhost", Resolver: &dns.Mem{}})
-		if err != nil {
-			return "", err
-		}
-		return d.Do(context.Background(), cmd, id)
+		return offlineCommand(state, cmd, id)
 	}
 	if err != nil {
 		return "", err
@@ -56,6 +51,57 @@ func queueCommand(state, cmd, id string) (string, error) {
 		return "", errors.New(msg)
 	}
 	return strings.TrimPrefix(line, "ok: "), nil
+}
+
+// offlineCommand carries out an operator command on the queue files while
+// no server runs, holding the queue lock so that none starts meanwhile. It
+// only edits envelopes: the bounce of a dropped message is left to the
+// server, which makes it with its real host name and user database when
+// it next starts. When a server holds the lock but its control socket does
+// not answer, nothing is touched.
+func offlineCommand(state, cmd, id string) (string, error) {
+	dir := filepath.Join(state, "queue")
+	lock, err := queue.LockDir(dir, lockWait)
+	if errors.Is(err, queue.ErrLocked) {
+		return "", fmt.Errorf("%w: a server seems to run on %s, but its control socket %s does not answer; nothing changed (try again, or stop the server)", err, state, controlSocket(state))
+	}
+	if err != nil {
+		return "", err
+	}
+	defer lock.Unlock()
+	q, err := queue.Attach(dir) // not Open: cleaning up is the server's job
+	if err != nil {
+		return "", err
+	}
+	m, err := q.Get(id)
+	if err != nil {
+		return "", err
+	}
+	// Only the envelope changes: a drop leaves recipients failed and not
+	// yet reported, which the server takes as a bounce to send.
+	n, err := m.Apply(cmd)
+	if err != nil {
+		return "", err
+	}
+	if n == 0 {
+		return fmt.Sprintf("%s %s: 0 recipients (no server running; nothing changed)", cmd, id), nil
+	}
+	if (cmd == "drop" || cmd == "drop-quietly") && m.Done() {
+		if err := q.Remove(id); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s %s: %d recipients; no server running: removed from the queue, nobody to tell", cmd, id, n), nil
+	}
+	if err := q.Update(m); err != nil {
+		return "", err
+	}
+	switch cmd {
+	case "drop", "drop-quietly":
+		return fmt.Sprintf("%s %s: %d recipients marked failed; no server running: elit serve sends the bounce and removes the message at its next start", cmd, id, n), nil
+	case "hold":
+		return fmt.Sprintf("%s %s: %d recipients; no server running: queue files edited", cmd, id, n), nil
+	}
+	return fmt.Sprintf("%s %s: %d recipients; no server running: queue files edited, due when elit serve next starts", cmd, id, n), nil
 }
 
 // serveControl answers operator commands on the control socket: one line
@@ -102,11 +148,11 @@ func serveControl(ctx context.Context, state string, d *deliver.Deliverer, log *
 // cmdQueue reads the queue: list (one line a message) or show ID (the
 // envelope and delivery state as stored), and acts on it: hold, release,
 // retry, drop — through the running server's control socket, or on the
-// files when no server runs.
+// files when no server runs (offlineCommand).
 func cmdQueue(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("elit queue", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	state := fs.String("state", "/perm/elit", "the state directory (the queue is its queue/)")
+	state := fs.String("state", defaultState(), "the state `directory` of elit serve (the queue is its queue/)")
 	noBounce := fs.Bool("no-bounce", false, "drop: do not tell the sender")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: elit queue [-state DIR] list | show ID | hold ID | release ID | retry ID | [-no-bounce] drop ID")
@@ -178,16 +224,16 @@ func cmdQueue(args []string, stdout, stderr io.Writer) int {
 func cmdLists(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("elit lists", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	state := fs.String("state", "/perm/elit", "the state directory")
+	state := fs.String("state", defaultState(), "the state `directory` of elit serve")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return exitUsage
 	}
-	all, err := lists.Open(filepath.Join(*state, "list-bounces.json")).Read()
+	b, err := lists.Open(filepath.Join(*state, "list-bounces.json"))
 	if err != nil {
 		fmt.Fprintf(stderr, "elit lists: %v\n", err)
 		return exitFailure
 	}
-	for _, l := range lists.Format(all) {
+	for _, l := range lists.Format(b.Read()) {
 		fmt.Fprintln(stdout, l)
 	}
 	return exitOK

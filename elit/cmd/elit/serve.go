@@ -16,12 +16,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,6 +68,8 @@ type serveConfig struct {
 	authDelay, authWindow                     time.Duration
 	maxRcpt, maxLine, maxConns, maxConnsPerIP int
 	maxAuthFail, maxAuthFailIP, maxHops       int
+	softErrors, hardErrors, maxClientErrors   int
+	errorSleep, errorWindow                   time.Duration
 }
 
 // errConfig is an invalid configuration: exit 125, gokrazy's "do not
@@ -112,6 +118,11 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig, *string) {
 	fs.DurationVar(&c.authWindow, "auth-failure-window", 15*time.Minute, "window for -max-auth-failures-per-ip")
 	fs.DurationVar(&c.authDelay, "auth-failure-delay", time.Second, "delay before answering a failed authentication, times the failures so far on the connection (negative: none)")
 	fs.IntVar(&c.maxHops, "max-hops", 50, "Received header fields after which a message is refused as a loop")
+	fs.IntVar(&c.softErrors, "soft-error-limit", 10, "error replies on a connection (unknown user, relay refused, bad command...) after which each error reply waits -error-sleep (Postfix's smtpd_soft_error_limit)")
+	fs.IntVar(&c.hardErrors, "hard-error-limit", 20, "error replies on a connection after which it is closed with 421 (Postfix's smtpd_hard_error_limit); a message accepted resets the count")
+	fs.DurationVar(&c.errorSleep, "error-sleep", time.Second, "delay of each error reply past -soft-error-limit (negative: none)")
+	fs.IntVar(&c.maxClientErrors, "max-errors-per-ip", 100, "error replies to one client (an IPv4 address, an IPv6 /64) within -error-window after which its connections are closed and refused with 421")
+	fs.DurationVar(&c.errorWindow, "error-window", time.Hour, "window for -max-errors-per-ip")
 	fs.BoolVar(&c.useSRS, "srs", true, "rewrite the envelope sender of forwarded mail (SRS) so that SPF passes at the destination; the key is STATE/srs.key")
 	fs.BoolVar(&c.deliver, "deliver", true, "deliver queued mail (false: only queue it)")
 	fs.StringVar(&c.smarthost, "smarthost", "", "relay all outgoing mail through this `host:port` (no MX lookups)")
@@ -144,7 +155,10 @@ func defaultState() string {
 }
 
 // applyConfigFile sets the flags not given on the command line from a JSON
-// object whose keys are flag names.
+// object whose keys are flag names. A flag's value may be a string, a
+// number (integers are passed on digit for digit) or a boolean; anything
+// else is refused with the key and what it should be, even for a flag the
+// command line gives.
 func applyConfigFile(fs *flag.FlagSet, c *serveConfig, path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -152,11 +166,12 @@ func applyConfigFile(fs *flag.FlagSet, c *serveConfig, path string) error {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		return configErr("config %s: %w", path, err)
+		return configErr("config %s: want a JSON object of settings: %w", path, err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	for k, raw := range m {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		raw := m[k]
 		switch k {
 		case "domains":
 			if err := json.Unmarshal(raw, &c.extraDomains); err != nil {
@@ -174,23 +189,85 @@ func applyConfigFile(fs *flag.FlagSet, c *serveConfig, path string) error {
 			}
 			continue
 		}
-		if k == "config" || fs.Lookup(k) == nil {
+		f := fs.Lookup(k)
+		if k == "config" || f == nil {
 			return configErr("config %s: unknown setting %q", path, k)
+		}
+		s, err := flagText(raw, f)
+		if err != nil {
+			return configErr("config %s: %s: %w", path, k, err)
 		}
 		if given[k] {
 			continue
 		}
-		var v any
-		json.Unmarshal(raw, &v)
-		s := fmt.Sprint(v)
-		if f, ok := v.(float64); ok {
-			s = fmt.Sprintf("%.0f", f)
-		}
 		if err := fs.Set(k, s); err != nil {
-			return configErr("config %s: %s: %w", path, k, err)
+			return configErr("config %s: %s: invalid value %q: %w", path, k, s, err)
 		}
 	}
 	return nil
+}
+
+// flagText turns the JSON value of a flag's setting into the text the flag
+// parses: a string as it is, a number as written (an integral one in
+// another notation, 1e6 or 1000000.0, as its digits when it is exact in a
+// float64), a boolean as true or false.
+func flagText(raw json.RawMessage, f *flag.Flag) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", err
+	}
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case json.Number:
+		s := v.String()
+		if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return s, nil
+		}
+		if x, err := strconv.ParseFloat(s, 64); err == nil && x == math.Trunc(x) && math.Abs(x) <= 1<<53 {
+			return strconv.FormatFloat(x, 'f', 0, 64), nil
+		}
+		return s, nil
+	}
+	return "", fmt.Errorf("want %s, got %s", flagKind(f), jsonKind(v))
+}
+
+// flagKind says what a flag's value is, for errors.
+func flagKind(f *flag.Flag) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return "a string"
+	}
+	switch g.Get().(type) {
+	case bool:
+		return "a boolean"
+	case int, int64, uint, uint64, float64:
+		return "a number"
+	case time.Duration:
+		return `a duration (a string such as "5m")`
+	}
+	return "a string"
+}
+
+// jsonKind names the type of a decoded JSON value, for errors.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	}
+	return "a number"
 }
 
 func strictJSON(raw []byte, v any) error {
@@ -293,7 +370,8 @@ func (c *serveConfig) check() error {
 		v    int64
 	}{{"max-size", c.maxSize}, {"max-recipients", int64(c.maxRcpt)}, {"max-line-length", int64(c.maxLine)},
 		{"max-conns", int64(c.maxConns)}, {"max-conns-per-ip", int64(c.maxConnsPerIP)}, {"max-auth-failures", int64(c.maxAuthFail)},
-		{"max-auth-failures-per-ip", int64(c.maxAuthFailIP)}, {"max-hops", int64(c.maxHops)}} {
+		{"max-auth-failures-per-ip", int64(c.maxAuthFailIP)}, {"max-hops", int64(c.maxHops)},
+		{"soft-error-limit", int64(c.softErrors)}, {"hard-error-limit", int64(c.hardErrors)}, {"max-errors-per-ip", int64(c.maxClientErrors)}} {
 		if n.v <= 0 {
 			return configErr("-%s must be positive", n.name)
 		}
@@ -304,7 +382,7 @@ func (c *serveConfig) check() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"read-timeout", c.readTimeout}, {"write-timeout", c.writeTimeout}, {"max-session-time", c.sessionTime}, {"auth-failure-window", c.authWindow}} {
+	}{{"read-timeout", c.readTimeout}, {"write-timeout", c.writeTimeout}, {"max-session-time", c.sessionTime}, {"auth-failure-window", c.authWindow}, {"error-window", c.errorWindow}} {
 		if d.v <= 0 {
 			return configErr("-%s must be positive", d.name)
 		}
@@ -330,7 +408,17 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	if err := os.MkdirAll(c.state, 0o700); err != nil {
 		return configErr("state directory: %w", err)
 	}
-	q, err := queue.Open(filepath.Join(c.state, "queue"))
+	// One server a state directory, and no offline elit queue edit while
+	// it runs: held until serve returns (the kernel drops it if we die).
+	lock, err := queue.LockDir(filepath.Join(c.state, "queue"), lockWait)
+	if errors.Is(err, queue.ErrLocked) {
+		return configErr("state directory %s is in use by another elit serve or elit queue (%w)", c.state, err)
+	}
+	if err != nil {
+		return configErr("%w", err)
+	}
+	defer lock.Unlock()
+	q, err := queue.Open(filepath.Join(c.state, "queue"), queue.WithLog(log.With("job", "queue")))
 	if err != nil {
 		return configErr("%w", err)
 	}
@@ -374,16 +462,23 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		MinVersion:     tls.VersionTLS12,
 	}
 
+	// One secret signs the addresses we hand out: SRS addresses and the
+	// bounce addresses of list members.
+	key, err := loadKey(filepath.Join(c.state, "srs.key"), log)
+	if err != nil {
+		return configErr("SRS key: %w", err)
+	}
 	var rewriter *srs.SRS
 	if c.useSRS {
-		key, err := loadKey(filepath.Join(c.state, "srs.key"), log)
-		if err != nil {
-			return configErr("SRS key: %w", err)
-		}
 		rewriter = &srs.SRS{Key: key, Domain: c.domain}
 	}
+	signer := lists.NewSigner(key)
 
-	bounces := lists.Open(filepath.Join(c.state, "list-bounces.json"))
+	bounces, err := lists.Open(filepath.Join(c.state, "list-bounces.json"))
+	if err != nil {
+		return configErr("list bounces: %w", err)
+	}
+	defer bounces.Close()
 	listBounce := func(list, member, reason string) {
 		if err := bounces.Record(list, member, reason, time.Now()); err != nil {
 			log.Error("recording a list bounce", "list", list, "member", member, "err", err)
@@ -402,6 +497,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 			Smarthost:    c.smarthost,
 			Transports:   c.transports,
 			ListBounce:   listBounce,
+			ListSigner:   signer,
 			Routes:       c.routes,
 			Port:         c.deliveryPort,
 			FirstRetry:   c.retryFirst,
@@ -409,6 +505,7 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 			Lifetime:     c.lifetime,
 			DelayWarning: c.delayWarn,
 			MaxParallel:  c.maxDeliveries,
+			MaxPerDest:   c.maxPerDest,
 		})
 		if err != nil {
 			return configErr("%w", err)
@@ -419,29 +516,35 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 	}
 
 	srv, err := receive.New(receive.Config{
-		Hostname:         c.hostname,
-		Users:            loader.DB,
-		Queue:            q,
-		Deliver:          notify,
-		Log:              log,
-		TLS:              tlsConfig,
-		CertDER:          certs.CertDER,
-		Postmaster:       postmaster,
-		SRS:              rewriter,
-		ListBounce:       listBounce,
-		MaxSize:          c.maxSize,
-		MaxRecipients:    c.maxRcpt,
-		MaxLineLength:    c.maxLine,
-		ReadTimeout:      c.readTimeout,
-		WriteTimeout:     c.writeTimeout,
-		MaxSessionTime:   c.sessionTime,
-		MaxConns:         c.maxConns,
-		MaxConnsPerIP:    c.maxConnsPerIP,
-		MaxAuthFailures:  c.maxAuthFail,
-		MaxAuthFailIP:    c.maxAuthFailIP,
-		AuthFailWindow:   c.authWindow,
-		AuthFailureDelay: c.authDelay,
-		MaxHops:          c.maxHops,
+		Hostname:          c.hostname,
+		Users:             loader.DB,
+		Queue:             q,
+		Deliver:           notify,
+		Log:               log,
+		TLS:               tlsConfig,
+		CertDER:           certs.CertDER,
+		Postmaster:        postmaster,
+		SRS:               rewriter,
+		ListBounce:        listBounce,
+		ListSigner:        signer,
+		MaxSize:           c.maxSize,
+		MaxRecipients:     c.maxRcpt,
+		MaxLineLength:     c.maxLine,
+		ReadTimeout:       c.readTimeout,
+		WriteTimeout:      c.writeTimeout,
+		MaxSessionTime:    c.sessionTime,
+		MaxConns:          c.maxConns,
+		MaxConnsPerIP:     c.maxConnsPerIP,
+		MaxAuthFailures:   c.maxAuthFail,
+		MaxAuthFailIP:     c.maxAuthFailIP,
+		AuthFailWindow:    c.authWindow,
+		AuthFailureDelay:  c.authDelay,
+		MaxHops:           c.maxHops,
+		SoftErrorLimit:    c.softErrors,
+		HardErrorLimit:    c.hardErrors,
+		ErrorSleep:        c.errorSleep,
+		MaxClientErrors:   c.maxClientErrors,
+		ClientErrorWindow: c.errorWindow,
 	})
 	if err != nil {
 		return err
@@ -602,18 +705,28 @@ func holdDeliverer(log *slog.Logger) func(*queue.Message) {
 	}
 }
 
+// minKeyLen is the shortest secret key loadKey accepts.
+const minKeyLen = 16
+
 // loadKey reads a secret key file, making it (32 random bytes) the first
-// time.
+// time. A key file that exists but is too short is refused rather than
+// replaced: a new key would invalidate everything signed with the old one
+// (every SRS address in flight).
 func loadKey(path string, log *slog.Logger) ([]byte, error) {
 	key, err := os.ReadFile(path)
-	if err == nil && len(key) >= 16 {
+	if err == nil {
+		if len(key) < minKeyLen {
+			return nil, fmt.Errorf("%s: %d bytes, a key needs at least %d; restore the old key, or remove the file to make a new one (which invalidates the addresses made with the old)", path, len(key), minKeyLen)
+		}
 		return key, nil
 	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
 	key = make([]byte, 32)
-	rand.Read(key)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("making %s: %w", path, err)
+	}
 	if err := renameio.WriteFile(path, key, 0o600); err != nil {
 		return nil, err
 	}
