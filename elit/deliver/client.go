@@ -20,7 +20,7 @@ import (
 	"elit.local/elit/auth"
 	"elit.local/elit/dns"
 	"elit.local/elit/queue"
-	esmtp "elit.local/elit/smtp"
+	"elit.local/elit/mailaddr"
 )
 
 // deliverDomain delivers the recipients idx of m with transport t: all at
@@ -376,7 +376,7 @@ func wireAddress(addr string, smtputf8 bool) string {
 	if smtputf8 || at < 0 || isASCII(addr[at+1:]) {
 		return addr
 	}
-	d, err := esmtp.CanonicalDomain(addr[at+1:])
+	d, err := mailaddr.CanonicalDomain(addr[at+1:])
 	if err != nil {
 		return addr
 	}

@@ -23,7 +23,7 @@ import (
 	"elit.local/elit/lists"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
-	esmtp "elit.local/elit/smtp"
+	"elit.local/elit/mailaddr"
 	"elit.local/elit/userdb"
 )
 
@@ -450,12 +450,12 @@ func (d *Deliverer) backoff(n int) time.Duration {
 }
 
 // domainOf returns the domain of addr in the form to route, look up and
-// compare it in: A-labels (smtp.CanonicalDomain: bücher.example is
-// xn--bcher-kva.example), or an address literal as smtp.ParseAddress
+// compare it in: A-labels (mailaddr.CanonicalDomain: bücher.example is
+// xn--bcher-kva.example), or an address literal as mailaddr.Parse
 // writes it.
 func domainOf(addr string) string {
 	d := addr[strings.LastIndexByte(addr, '@')+1:]
-	if c, err := esmtp.CanonicalDomain(d); err == nil {
+	if c, err := mailaddr.CanonicalDomain(d); err == nil {
 		return c
 	}
 	return strings.ToLower(d)

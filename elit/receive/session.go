@@ -19,7 +19,7 @@ import (
 	"elit.local/elit/lists"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
-	esmtp "elit.local/elit/smtp"
+	"elit.local/elit/mailaddr"
 	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
 )
@@ -170,7 +170,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errAuthRequired
 	}
 	if from != "" {
-		if _, err := esmtp.ParseAddress(from); err != nil {
+		if _, err := mailaddr.Parse(from); err != nil {
 			return smtpErr(553, smtp.EnhancedCode{5, 1, 7}, "Bad sender address syntax: %v", err)
 		}
 		if !opts.UTF8 && !isASCII(from) {
@@ -200,7 +200,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		// RFC 5321 §4.1.1.3: <Postmaster> without a domain is ours.
 		to = "postmaster@" + db.Domain()
 	}
-	a, err := esmtp.ParseAddress(to)
+	a, err := mailaddr.Parse(to)
 	if err != nil {
 		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Bad recipient address syntax: %v", err)
 	}
@@ -279,7 +279,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	for _, t := range targets {
 		key := strings.ToLower(t)
-		if ta, err := esmtp.ParseAddress(t); err == nil {
+		if ta, err := mailaddr.Parse(t); err == nil {
 			key = ta.Canonical()
 		}
 		if ss.seenTo[key] {
@@ -377,7 +377,7 @@ func (ss *session) Data(r io.Reader) error {
 	if ss.mode == MX && ss.s.cfg.SRS != nil && from != "" {
 		// Forwarded mail: a sender at our domain so that SPF passes at the
 		// destination (the SRS package leaves our own addresses alone).
-		if a, err := esmtp.ParseAddress(from); err == nil && !ss.db.IsLocalDomain(a.Domain) {
+		if a, err := mailaddr.Parse(from); err == nil && !ss.db.IsLocalDomain(a.Domain) {
 			if rewritten, err := ss.s.cfg.SRS.Forward(from); err == nil && rewritten != from {
 				from, origFrom = rewritten, ss.from
 			}
@@ -430,19 +430,19 @@ func (ss *session) checkHeaderFrom(values []string) error {
 // sameDomain reports whether two domains are one, in U-label or A-label
 // form.
 func sameDomain(a, b string) bool {
-	ca, err1 := esmtp.CanonicalDomain(a)
-	cb, err2 := esmtp.CanonicalDomain(b)
+	ca, err1 := mailaddr.CanonicalDomain(a)
+	cb, err2 := mailaddr.CanonicalDomain(b)
 	return err1 == nil && err2 == nil && ca == cb
 }
 
 // isMember reports whether member is one of u's mailboxes.
 func isMember(u *userdb.User, member string) bool {
-	m, err := esmtp.ParseAddress(member)
+	m, err := mailaddr.Parse(member)
 	if err != nil {
 		return false
 	}
 	for _, mb := range u.Mailboxes {
-		if a, err := esmtp.ParseAddress(mb); err == nil && a.Canonical() == m.Canonical() {
+		if a, err := mailaddr.Parse(mb); err == nil && a.Canonical() == m.Canonical() {
 			return true
 		}
 	}

@@ -35,7 +35,7 @@ import (
 	"strings"
 
 	"elit.local/elit/blockdev"
-	"elit.local/elit/smtp"
+	"elit.local/elit/mailaddr"
 	"elit.local/oneffs"
 )
 
@@ -48,7 +48,7 @@ var (
 // User is one entry of the database.
 type User struct {
 	Name      string   // the login: the local part, or local@domain for another domain
-	Address   string   // local@domain, canonical (see smtp.Address.Canonical: A-labels)
+	Address   string   // local@domain, canonical (see mailaddr.Address.Canonical: A-labels)
 	Mailboxes []string // addr-specs the address forwards to, in order
 
 	entry    int // index in the JSON array
@@ -79,7 +79,7 @@ func (u *User) CheckCRAMMD5(challenge, response []byte) bool {
 type DB struct {
 	domain string
 	// domains are the local domains as first written, by canonical form
-	// (smtp.CanonicalDomain: U-labels and A-labels are one domain).
+	// (mailaddr.CanonicalDomain: U-labels and A-labels are one domain).
 	domains map[string]string
 	users   map[string]*User // by canonical address
 	order   []*User
@@ -146,13 +146,13 @@ type entry struct {
 // returns an *Error listing every problem when the database is invalid;
 // one without entries (no data, blanks, []) is invalid.
 func Parse(data []byte, domain string, extra ...string) (*DB, error) {
-	d, err := smtp.ParseDomain(domain)
+	d, err := mailaddr.ParseDomain(domain)
 	if err != nil {
 		return nil, fmt.Errorf("mail domain: %w", err)
 	}
 	db := &DB{domain: d, domains: map[string]string{domainKey(d): d}, users: map[string]*User{}}
 	for _, x := range extra {
-		xd, err := smtp.ParseDomain(x)
+		xd, err := mailaddr.ParseDomain(x)
 		if err != nil {
 			return nil, fmt.Errorf("mail domain: %w", err)
 		}
@@ -332,14 +332,14 @@ func (db *DB) user(e entry) (*User, []error) {
 // nameAddress turns a name into a canonical address: a local part at the
 // default domain, or a domain-qualified name, whose domain becomes local.
 func (db *DB) nameAddress(name string) (string, error) {
-	err := smtp.CheckLocalPart(name)
+	err := mailaddr.CheckLocalPart(name)
 	if err == nil {
-		return smtp.Address{Local: name, Domain: db.domain}.Canonical(), nil
+		return mailaddr.Address{Local: name, Domain: db.domain}.Canonical(), nil
 	}
 	if !strings.Contains(name, "@") {
 		return "", err
 	}
-	a, err := smtp.ParseAddress(name)
+	a, err := mailaddr.Parse(name)
 	if err != nil {
 		return "", err
 	}
@@ -351,9 +351,9 @@ func (db *DB) nameAddress(name string) (string, error) {
 }
 
 // domainKey returns the form domains are compared in (see
-// smtp.CanonicalDomain), or "" for what is not a domain.
+// mailaddr.CanonicalDomain), or "" for what is not a domain.
 func domainKey(d string) string {
-	k, err := smtp.CanonicalDomain(d)
+	k, err := mailaddr.CanonicalDomain(d)
 	if err != nil {
 		return ""
 	}
@@ -388,7 +388,7 @@ func parseMailbox(s string) (string, error) {
 		}
 		spec = m.Address
 	}
-	a, err := smtp.ParseAddress(spec)
+	a, err := mailaddr.Parse(spec)
 	if err != nil {
 		return "", fmt.Errorf("%q: %w", s, err)
 	}
@@ -424,7 +424,7 @@ func (db *DB) Users() []*User { return slices.Clone(db.order) }
 
 // Lookup returns the user with an address (local@domain), or nil.
 func (db *DB) Lookup(address string) *User {
-	a, err := smtp.ParseAddress(address)
+	a, err := mailaddr.Parse(address)
 	if err != nil {
 		return nil
 	}
@@ -489,7 +489,7 @@ func (db *DB) mechanisms() []string {
 // u (a list u is a member of: its mailboxes include u's address or one of
 // u's mailboxes).
 func (db *DB) CanSendAs(u *User, address string) bool {
-	a, err := smtp.ParseAddress(address)
+	a, err := mailaddr.Parse(address)
 	if err != nil {
 		return false
 	}
@@ -503,12 +503,12 @@ func (db *DB) CanSendAs(u *User, address string) bool {
 	}
 	mine := map[string]bool{u.Address: true}
 	for _, m := range u.Mailboxes {
-		if ma, err := smtp.ParseAddress(m); err == nil {
+		if ma, err := mailaddr.Parse(m); err == nil {
 			mine[ma.Canonical()] = true
 		}
 	}
 	for _, m := range alias.Mailboxes {
-		if ma, err := smtp.ParseAddress(m); err == nil && mine[ma.Canonical()] {
+		if ma, err := mailaddr.Parse(m); err == nil && mine[ma.Canonical()] {
 			return true
 		}
 	}
@@ -524,7 +524,7 @@ func (db *DB) Expand(address string) ([]string, error) {
 	seen := map[string]bool{}
 	var walk func(addr string, path []string) error
 	walk = func(addr string, path []string) error {
-		a, err := smtp.ParseAddress(addr)
+		a, err := mailaddr.Parse(addr)
 		if err != nil {
 			return err
 		}

@@ -40,7 +40,7 @@ import (
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
-	esmtp "elit.local/elit/smtp"
+	"elit.local/elit/mailaddr"
 	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
 	"elit.local/oneffs"
@@ -311,7 +311,7 @@ func (c *serveConfig) check() error {
 	if c.domain == "" {
 		return configErr("-domain is required")
 	}
-	d, err := esmtp.ParseDomain(c.domain)
+	d, err := mailaddr.ParseDomain(c.domain)
 	if err != nil || strings.HasPrefix(d, "[") {
 		return configErr("-domain %q: not a domain name", c.domain)
 	}
@@ -330,7 +330,7 @@ func (c *serveConfig) check() error {
 			c.hostname = h
 		}
 	}
-	if h, err := esmtp.ParseDomain(c.hostname); err != nil || strings.HasPrefix(h, "[") {
+	if h, err := mailaddr.ParseDomain(c.hostname); err != nil || strings.HasPrefix(h, "[") {
 		return configErr("-hostname %q: not a host name", c.hostname)
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
@@ -361,7 +361,7 @@ func (c *serveConfig) check() error {
 		return configErr("-retry-first, -retry-max, -queue-lifetime and -max-deliveries must be positive, -retry-max at least -retry-first")
 	}
 	if c.postmaster != "" {
-		if _, err := esmtp.ParseAddress(c.postmaster); err != nil {
+		if _, err := mailaddr.Parse(c.postmaster); err != nil {
 			return configErr("-postmaster %q: %v", c.postmaster, err)
 		}
 	}

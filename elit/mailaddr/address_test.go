@@ -1,11 +1,11 @@
-package smtp
+package mailaddr
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestParseAddress(t *testing.T) {
+func TestParse(t *testing.T) {
 	cases := []struct {
 		in, want, canonical string // want "" means an error
 	}{
@@ -50,14 +50,14 @@ func TestParseAddress(t *testing.T) {
 		{"a@" + strings.Repeat("b", 64) + ".org", "", ""},
 	}
 	for _, c := range cases {
-		a, err := ParseAddress(c.in)
+		a, err := Parse(c.in)
 		switch {
 		case c.want == "" && err == nil:
-			t.Errorf("ParseAddress(%q) = %q, want an error", c.in, a)
+			t.Errorf("Parse(%q) = %q, want an error", c.in, a)
 		case c.want != "" && err != nil:
-			t.Errorf("ParseAddress(%q): %v", c.in, err)
+			t.Errorf("Parse(%q): %v", c.in, err)
 		case c.want != "" && (a.String() != c.want || a.Canonical() != c.canonical):
-			t.Errorf("ParseAddress(%q) = %q (canonical %q), want %q (%q)", c.in, a, a.Canonical(), c.want, c.canonical)
+			t.Errorf("Parse(%q) = %q (canonical %q), want %q (%q)", c.in, a, a.Canonical(), c.want, c.canonical)
 		}
 	}
 }
@@ -90,19 +90,19 @@ func TestCanonicalDomain(t *testing.T) {
 	}
 }
 
-// FuzzParseAddress: no panics, and what parses prints as something that
+// FuzzParse: no panics, and what parses prints as something that
 // parses to the same address.
-func FuzzParseAddress(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
-		a, err := ParseAddress(s)
+		a, err := Parse(s)
 		if err != nil {
 			return
 		}
-		b, err := ParseAddress(a.String())
+		b, err := Parse(a.String())
 		if err != nil || b != a {
 			t.Fatalf("%q parsed as %q, which parses as %q, %v", s, a, b, err)
 		}
-		if c, err := ParseAddress(a.Canonical()); err != nil || c.Canonical() != a.Canonical() {
+		if c, err := Parse(a.Canonical()); err != nil || c.Canonical() != a.Canonical() {
 			t.Fatalf("canonical %q of %q: %v", a.Canonical(), s, err)
 		}
 		if d, err := CanonicalDomain(a.Domain); err != nil || a.Canonical() != strings.ToLower(canonicalLocal(a.Local))+"@"+d {

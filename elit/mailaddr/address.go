@@ -1,6 +1,8 @@
-// Package smtp holds SMTP wire types shared by Elit's server and client:
-// addresses (RFC 5321 §4.1.2, with RFC 6531 UTF-8). It does no I/O.
-package smtp
+// Package mailaddr is mail addresses as SMTP has them (RFC 5321 §4.1.2,
+// with RFC 6531 UTF-8): parsing, checking, and the canonical form in which
+// two addresses or domains compare (IDNA A-labels, RFC 5890). It does no
+// I/O.
+package mailaddr
 
 import (
 	"errors"
@@ -60,8 +62,8 @@ func unquote(q string) string {
 	return b.String()
 }
 
-// ParseAddress parses local@domain (RFC 5321 Mailbox), without angle brackets.
-func ParseAddress(s string) (Address, error) {
+// Parse parses local@domain (RFC 5321 Mailbox), without angle brackets.
+func Parse(s string) (Address, error) {
 	if len(s) > MaxPath-2 {
 		return Address{}, fmt.Errorf("address longer than %d bytes", MaxPath-2)
 	}
@@ -180,7 +182,7 @@ func ParseDomain(d string) (string, error) {
 // xn--bcher-kva.example are one domain. The conversion is the lookup
 // processing of UTS #46 (nontransitional: "ß" stays "ß", as IDNA2008
 // wants). An address literal ([192.0.2.1], [IPv6:2001:db8::1]) is returned
-// in the form ParseAddress gives it.
+// in the form Parse gives it.
 func CanonicalDomain(d string) (string, error) {
 	if strings.HasPrefix(d, "[") {
 		return parseAddressLiteral(d)
