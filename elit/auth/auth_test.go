@@ -19,6 +19,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"elit.local/elit/smtpclient"
 	"elit.local/elit/userdb"
 )
 
@@ -168,16 +169,15 @@ func TestScramRFCExamples(t *testing.T) {
 	}
 }
 
-// scramClient runs the package's SCRAM client, with any gs2 header and
+// scramClient runs smtpclient's SCRAM client, with any gs2 header and
 // binding data (right or wrong), against server s.
 func scramClient(t *testing.T, mech, user, password, gs2 string, cbData []byte, s sasl.Server) error {
 	t.Helper()
-	h := sha256.New
-	if strings.HasPrefix(mech, "SCRAM-SHA-1") {
-		h = sha1New
+	c := &smtpclient.SCRAM{Mechanism: mech, User: user, Password: password, GS2: gs2, ChannelBinding: cbData}
+	_, resp, err := c.Start()
+	if err != nil {
+		return err
 	}
-	c := &scramSASL{mech: mech, h: h, user: user, password: password, gs2: gs2, cbData: cbData}
-	_, resp, _ := c.Start()
 	for range 4 {
 		ch, done, err := s.Next(resp)
 		if err != nil || done {
@@ -312,12 +312,13 @@ func tlsPair(t *testing.T, version uint16) (certDER []byte, server, client *tls.
 	return certDER, server, client
 }
 
-// TestClients runs each client against the server of the same mechanism.
+// TestClients runs each of smtpclient's SASL clients against the server
+// of the same mechanism.
 func TestClients(t *testing.T) {
 	db := mustDB(t, "pencil", []byte("0123456789abcdef"))
-	for _, mech := range ClientMechanisms {
+	for _, mech := range smtpclient.Mechanisms {
 		for _, pw := range []string{"pencil", "wrong"} {
-			c, err := NewClient(mech, "user", pw)
+			c, err := smtpclient.NewSASL(mech, "user", pw)
 			if err != nil {
 				t.Fatal(err)
 			}

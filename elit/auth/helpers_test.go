@@ -1,11 +1,5 @@
 package auth
 
-import (
-	"crypto/md5"
-	"crypto/sha1"
-)
+import "crypto/md5"
 
-var (
-	md5New  = md5.New
-	sha1New = sha1.New
-)
+var md5New = md5.New

@@ -56,7 +56,7 @@ func TestDropWhileClaimed(t *testing.T) {
 	d.claimed = func(id string) {
 		go func() {
 			defer close(dropDone)
-			_, dropErr = d.Drop(id, true)
+			_, dropErr = d.Drop(context.Background(), id, true)
 		}()
 		select {
 		case <-inside:

@@ -5,34 +5,42 @@
 // Each result is written to the queue before the next step, so a restart
 // neither loses a recipient nor sends one again (beyond the transaction
 // in flight at the crash).
+//
+// The parts: the schedule (schedule.go) says which message is due and
+// who works on it; a delivery groups a message's due recipients by
+// transport and domain, finds the hosts (MX, RFC 5321 §5.1, or a relay)
+// and runs sessions with elit/smtpclient (session.go), asking a TLSPolicy
+// what TLS each host needs and telling a TLSReporter what it got
+// (tlspolicy.go); each recipient's result goes into the queue as fields
+// (result.go), which DSNs (dsn.go) and metrics read.
 package deliver
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"elit.local/elit/dns"
 	"elit.local/elit/lists"
+	"elit.local/elit/mailaddr"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
-	"elit.local/elit/mailaddr"
-	"elit.local/elit/userdb"
 )
 
 // Config configures a Deliverer. Zero values take the defaults noted.
 type Config struct {
 	Queue    *queue.Store
-	Resolver dns.Resolver      // for direct delivery (required: any route may end in it)
-	Users    func() *userdb.DB // for bounces to local senders
-	Hostname string            // in EHLO and in DSNs
+	Resolver dns.Resolver // for direct delivery (required: any route may end in it)
+	// Users returns the user database in use (it changes on reload), for
+	// DSNs to local senders; nil, or a nil result: none.
+	Users    func() Users
+	Hostname string // in EHLO and in DSNs
 	Log      *slog.Logger
 
 	// Smarthost, when set (host:port), receives all mail not routed
@@ -50,6 +58,10 @@ type Config struct {
 	Port string
 	// RootCAs verify the destination's certificate; nil is the system's.
 	RootCAs *x509.CertPool
+	// TLSPolicy says what TLS each host needs (nil: Opportunistic);
+	// TLSReporter is told what each connection got (nil: nobody).
+	TLSPolicy   TLSPolicy
+	TLSReporter TLSReporter
 
 	FirstRetry time.Duration // delay after the first failure (5 min), doubling
 	MaxRetry   time.Duration // longest delay between attempts (8 h)
@@ -100,10 +112,17 @@ func (c *Config) setDefaults() {
 		d := &net.Dialer{Timeout: 30 * time.Second}
 		c.Dial = d.DialContext
 	}
+	if c.TLSPolicy == nil {
+		c.TLSPolicy = Opportunistic{}
+	}
+	if c.TLSReporter == nil {
+		c.TLSReporter = noReporter{}
+	}
 }
 
 var (
 	deliveriesTotal  = metrics.Default.NewCounterVec("elit_deliveries_total", "Recipient delivery attempts, by result (delivered, deferred, failed).", "result")
+	failuresByStep   = metrics.Default.NewCounterVec("elit_delivery_failures_total", "Recipient delivery attempts that failed, by the step of the session where they did (connect, greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA; none: before a session).", "step")
 	bouncesTotal     = metrics.Default.NewCounter("elit_bounces_total", "Delivery status notifications queued.")
 	transactionTime  = metrics.Default.NewSeconds("elit_delivery_seconds_total", "Time spent in delivery attempts (per transport and domain).")
 	transactionCount = metrics.Default.NewCounter("elit_delivery_transactions_total", "Delivery attempts (per transport and domain); with elit_delivery_seconds_total, the mean latency.")
@@ -112,34 +131,13 @@ var (
 // Deliverer runs deliveries. Notify tells it of a new message; Run does
 // the work until its context ends.
 type Deliverer struct {
-	cfg  Config
-	wake chan struct{}
-
-	mu  sync.Mutex
-	due map[string]time.Time // queued messages by next attempt
-	// inflight marks the messages a delivery or an operator command is
-	// working on: whoever marks one owns it until it clears the mark.
-	inflight map[string]bool
-	dests    map[string]chan struct{} // per destination: a semaphore
+	cfg   Config
+	sched *schedule
 
 	// Test hooks: claimed is called when Run has claimed a message for a
 	// delivery that is about to start; waiting when an operator command
 	// waits for the delivery of a message to end.
 	claimed, waiting func(id string)
-}
-
-// destination waits for a connection slot to dest and returns the
-// function that gives it back.
-func (d *Deliverer) destination(dest string) func() {
-	d.mu.Lock()
-	sem := d.dests[dest]
-	if sem == nil {
-		sem = make(chan struct{}, d.cfg.MaxPerDest)
-		d.dests[dest] = sem
-	}
-	d.mu.Unlock()
-	sem <- struct{}{}
-	return func() { <-sem }
 }
 
 // New returns a Deliverer.
@@ -148,7 +146,7 @@ func New(cfg Config) (*Deliverer, error) {
 	if cfg.Queue == nil || cfg.Hostname == "" || cfg.Resolver == nil {
 		return nil, errors.New("deliver: Queue, Hostname and Resolver are required")
 	}
-	d := &Deliverer{cfg: cfg, wake: make(chan struct{}, 1), due: map[string]time.Time{}, inflight: map[string]bool{}, dests: map[string]chan struct{}{}}
+	d := &Deliverer{cfg: cfg, sched: newSchedule(cfg.MaxPerDest)}
 	if err := d.setupTransports(); err != nil {
 		return nil, err
 	}
@@ -157,13 +155,8 @@ func New(cfg Config) (*Deliverer, error) {
 
 // Notify schedules a newly queued message at once. It does not block.
 func (d *Deliverer) Notify(m *queue.Message) {
-	d.mu.Lock()
-	d.due[m.ID] = time.Time{}
-	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
+	d.sched.set(m.ID, time.Time{})
+	d.sched.kick()
 }
 
 // nextDue is when a message next has something to do, and whether it has
@@ -181,100 +174,6 @@ func nextDue(m *queue.Message) (time.Time, bool) {
 		}
 	}
 	return t, any
-}
-
-// Run delivers until ctx is done, then waits for deliveries in progress
-// (each ends at its next step once ctx is done).
-func (d *Deliverer) Run(ctx context.Context) {
-	msgs, err := d.cfg.Queue.List()
-	if err != nil {
-		d.cfg.Log.Error("reading the queue", "err", err)
-	}
-	d.mu.Lock()
-	for _, m := range msgs {
-		if t, ok := nextDue(m); ok {
-			d.due[m.ID] = t
-		} else if m.Done() {
-			// Finished just before a crash, not yet removed.
-			if err := d.cfg.Queue.Remove(m.ID); err != nil {
-				d.cfg.Log.Error("removing a finished message", "id", m.ID, "err", err)
-			}
-		}
-	}
-	d.mu.Unlock()
-	d.cfg.Log.Info("delivery started", "queued", len(msgs))
-	metrics.Default.SetGaugeFunc("elit_queue_messages", "Queued messages with something left to do.", func() float64 {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return float64(len(d.due))
-	})
-	sem := make(chan struct{}, d.cfg.MaxParallel)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		now := d.cfg.Now()
-		next := now.Add(time.Minute)
-		// Choosing a message and marking it in flight are one step under
-		// d.mu, so that an operator command (own) cannot take it in
-		// between and have a delivery write its envelope back after a drop.
-		d.mu.Lock()
-		var start []string
-		full := false
-		for id, t := range d.due {
-			if d.inflight[id] {
-				continue
-			}
-			if t.After(now) {
-				if t.Before(next) {
-					next = t
-				}
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-				d.inflight[id] = true
-				start = append(start, id)
-			default:
-				full = true
-				next = now // look again when one ends
-			}
-		}
-		d.mu.Unlock()
-		for _, id := range start {
-			if d.claimed != nil {
-				d.claimed(id)
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d.process(ctx, id)
-				d.mu.Lock()
-				delete(d.inflight, id)
-				d.mu.Unlock()
-				<-sem
-				select {
-				case d.wake <- struct{}{}:
-				default:
-				}
-			}()
-		}
-		wait := next.Sub(now)
-		if wait < 0 {
-			wait = 0
-		}
-		if full && wait == 0 {
-			wait = 50 * time.Millisecond // the semaphore is full
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-d.wake:
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
 }
 
 // process does what is due for one message and reschedules it.
@@ -303,9 +202,11 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 			continue
 		}
 		if expired {
-			m.Recipients[i].Status = queue.Failed
-			m.Recipients[i].LastError = "5.4.7 delivery time expired: " + r.LastError
-			m.Recipients[i].NextAttempt = time.Time{} // to be reported now
+			x := &m.Recipients[i]
+			x.Status = queue.Failed
+			x.Result = queue.Result{Enhanced: "5.4.7", Text: "delivery time expired", Permanent: true}
+			x.LastError = "5.4.7 delivery time expired: " + r.LastError
+			x.NextAttempt = time.Time{} // to be reported now
 			continue
 		}
 		k := key{d.transportFor(m, r), domainOf(r.Address), m.From}
@@ -332,7 +233,7 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		transactionCount.Inc()
 		for k, i := range idx {
 			d.record(m, i, res[k], now)
-			if res[k].err == nil && res[k].relayed {
+			if res[k].delivered && res[k].relayed {
 				relayed = append(relayed, i)
 			}
 		}
@@ -397,43 +298,39 @@ func (d *Deliverer) bounceFailed(m *queue.Message, err error) {
 	}
 }
 
-func (d *Deliverer) forget(id string) {
-	d.mu.Lock()
-	delete(d.due, id)
-	d.mu.Unlock()
-}
+func (d *Deliverer) forget(id string) { d.sched.forget(id) }
 
-func (d *Deliverer) reschedule(id string, t time.Time) {
-	d.mu.Lock()
-	d.due[id] = t
-	d.mu.Unlock()
-}
+func (d *Deliverer) reschedule(id string, t time.Time) { d.sched.set(id, t) }
 
 // record applies one delivery result to recipient i.
 func (d *Deliverer) record(m *queue.Message, i int, res result, now time.Time) {
 	r := &m.Recipients[i]
 	r.Attempts++
+	r.Result = res.Result
 	log := d.cfg.Log.With("id", m.ID, "to", r.Address, "attempt", r.Attempts)
-	if res.host != "" {
-		log = log.With("host", res.host, "tls", res.tls, "transport", res.transport)
+	if res.RemoteMTA != "" {
+		log = log.With("host", res.RemoteMTA, "tls", res.tls, "transport", res.transport)
+	}
+	if !res.delivered {
+		failuresByStep.Inc(cmp.Or(res.Step, "none"))
 	}
 	switch {
-	case res.err == nil:
+	case res.delivered:
 		deliveriesTotal.Inc("delivered")
 		r.Status = queue.Delivered
 		r.LastError = ""
-		log.Info("delivered", "reply", res.reply)
-	case res.permanent:
+		log.Info("delivered", "reply", replyText(res.Result))
+	case res.Permanent:
 		deliveriesTotal.Inc("failed")
 		r.Status = queue.Failed
-		r.LastError = res.err.Error()
+		r.LastError = res.summary()
 		r.NextAttempt = time.Time{} // to be reported now
-		log.Warn("delivery failed", "err", res.err)
+		log.Warn("delivery failed", "err", r.LastError)
 	default:
 		deliveriesTotal.Inc("deferred")
-		r.LastError = res.err.Error()
+		r.LastError = res.summary()
 		r.NextAttempt = now.Add(d.backoff(r.Attempts))
-		log.Info("delivery deferred", "err", res.err, "next", r.NextAttempt.Format(time.RFC3339))
+		log.Info("delivery deferred", "err", r.LastError, "next", r.NextAttempt.Format(time.RFC3339))
 	}
 }
 
@@ -459,22 +356,4 @@ func domainOf(addr string) string {
 		return c
 	}
 	return strings.ToLower(d)
-}
-
-// result is the outcome of one recipient's attempt.
-type result struct {
-	err       error
-	permanent bool
-	reply     string
-	host, tls string
-	transport string
-	relayed   bool // delivered to a server without DSN, NOTIFY=SUCCESS asked
-}
-
-func tempFail(format string, args ...any) result {
-	return result{err: fmt.Errorf(format, args...)}
-}
-
-func permFail(format string, args ...any) result {
-	return result{err: fmt.Errorf(format, args...), permanent: true}
 }

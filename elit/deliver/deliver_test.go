@@ -58,7 +58,7 @@ func TestMXHosts(t *testing.T) {
 		code      string
 	}{{"null.example", true, "5.1.10"}, {"nowhere.example", true, "5.1.2"}, {"broken.example", false, "4.4.3"}} {
 		_, res := d.mxHosts(context.Background(), c.domain)
-		if res == nil || res.permanent != c.permanent || !strings.HasPrefix(res.err.Error(), c.code) {
+		if res == nil || res.Permanent != c.permanent || res.Enhanced != c.code || res.delivered {
 			t.Errorf("%s: %+v", c.domain, res)
 		}
 	}
@@ -114,18 +114,14 @@ func TestExpiryBounces(t *testing.T) {
 			t.Errorf("from %q: the expired message is still queued (%v)", from, err)
 		}
 	}
-	msgs, _ := q.List()
-	if len(msgs) != 1 || msgs[0].From != "" || msgs[0].Recipients[0].Address != "sender@example.net" {
+	dsn, to := dsnOf(t, d)
+	if msgs, _ := q.List(); len(msgs) != 1 || len(to) != 1 || to[0].Address != "sender@example.net" {
 		t.Fatalf("want one bounce to the sender, got %+v", msgs)
 	}
-	f, _ := q.Data(msgs[0].ID)
-	defer f.Close()
-	b := make([]byte, 8192)
-	n, _ := f.Read(b)
 	for _, want := range []string{"Status: 5.4.7", "Action: failed", "Final-Recipient: rfc822;a@example.com", "Subject: x",
 		"Content-Type: message/rfc822", "\r\nbody\r\n"} {
-		if !strings.Contains(string(b[:n]), want) {
-			t.Errorf("DSN lacks %q:\n%s", want, b[:n])
+		if !strings.Contains(dsn, want) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn)
 		}
 	}
 }
@@ -200,21 +196,7 @@ func TestDelayNotice(t *testing.T) {
 	}
 	q.Update(again)
 	d.process(context.Background(), m.ID)
-	msgs, _ := q.List()
-	var notices []*queue.Message
-	for _, x := range msgs {
-		if x.From == "" {
-			notices = append(notices, x)
-		}
-	}
-	if len(notices) != 1 {
-		t.Fatalf("%d notices, want 1", len(notices))
-	}
-	f, _ := q.Data(notices[0].ID)
-	defer f.Close()
-	b := make([]byte, 8192)
-	n, _ := f.Read(b)
-	body := string(b[:n])
+	body, _ := dsnOf(t, d)
 	for _, want := range []string{"Action: delayed", "Status: 4.4.3", "Will-Retry-Until: ", "Final-Recipient: rfc822;a@example.com"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("notice lacks %q:\n%s", want, body)

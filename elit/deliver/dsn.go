@@ -6,13 +6,20 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"elit.local/elit/queue"
-	"elit.local/elit/userdb"
+	"elit.local/elit/reply"
 )
+
+// Users is what DSNs need of the user database in use (*userdb.DB has
+// it): the domain they come from, and where a DSN to a local sender goes.
+type Users interface {
+	Domain() string                          // ours: DSNs come from MAILER-DAEMON at it
+	IsLocalDomain(domain string) bool        // in U-label or A-label form
+	Expand(address string) ([]string, error) // a local address's mailboxes
+}
 
 // bounce tells the sender of m about its failed recipients not yet
 // reported, with one DSN (RFC 3464), and marks them reported. Nobody is
@@ -94,7 +101,7 @@ func (d *Deliverer) warnDelayed(m *queue.Message, now time.Time) error {
 // queueDSN queues a notification to sender (expanded when local).
 func (d *Deliverer) queueDSN(m *queue.Message, sender string, data []byte, what string, n int) error {
 	rcpts := []queue.Recipient{{Address: sender}}
-	if db := d.db(); db != nil && db.IsLocalDomain(domainOf(sender)) {
+	if db := d.users(); db != nil && db.IsLocalDomain(domainOf(sender)) {
 		if exp, err := db.Expand(sender); err == nil {
 			rcpts = nil
 			for _, a := range exp {
@@ -135,15 +142,29 @@ func returnPath(m *queue.Message) string {
 	return m.From
 }
 
-// db returns the user database in use, or nil.
-func (d *Deliverer) db() *userdb.DB {
+// CurrentUsers makes Config.Users of a function that returns the user
+// database in use, or a nil pointer when there is none (which must not go
+// into the interface as a non-nil Users).
+func CurrentUsers[U interface {
+	comparable
+	Users
+}](current func() U) func() Users {
+	return func() Users {
+		var none U
+		if u := current(); u != none {
+			return u
+		}
+		return nil
+	}
+}
+
+// users returns the user database in use, or nil.
+func (d *Deliverer) users() Users {
 	if d.cfg.Users == nil {
 		return nil
 	}
 	return d.cfg.Users()
 }
-
-var statusRe = regexp.MustCompile(`^([245])\.(\d{1,3})\.(\d{1,3})\b`)
 
 // dsn writes the delivery status notification: multipart/report with a
 // human-readable part, the message/delivery-status part and the original
@@ -151,7 +172,7 @@ var statusRe = regexp.MustCompile(`^([245])\.(\d{1,3})\.(\d{1,3})\b`)
 func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, action string) ([]byte, error) {
 	delayed := action == "delayed"
 	domain := d.cfg.Hostname
-	if db := d.db(); db != nil {
+	if db := d.users(); db != nil {
 		domain = db.Domain()
 	}
 	now := d.cfg.Now()
@@ -222,19 +243,16 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, action st
 			w("Original-Recipient: rfc822;%s", r.Original)
 		}
 		w("Final-Recipient: rfc822;%s", r.Address)
-		class := map[string]string{"failed": "5", "delayed": "4", "relayed": "2"}[action]
+		class := map[string]int{"failed": 5, "delayed": 4, "relayed": 2}[action]
 		w("Action: %s", action)
-		status := class + ".0.0"
-		if sm := statusRe.FindStringSubmatch(r.LastError); sm != nil && sm[1] == class {
-			status = sm[0]
-		}
-		w("Status: %s", status)
-		host, reply, remote := remoteReply(r.LastError)
-		switch {
+		w("Status: %s", dsnStatus(r.Result, class))
+		switch res := r.Result; {
 		case action == "relayed": // nothing to diagnose
-		case remote:
-			w("Remote-MTA: dns; %s", host)
-			w("Diagnostic-Code: smtp; %s", oneLine(reply))
+		case fromServer(res) && res.RemoteMTA != "":
+			// RFC 3464 §2.3.5 and §2.3.6, the smtp diagnostic-type: the
+			// server's reply as it gave it.
+			w("Remote-MTA: dns; %s", res.RemoteMTA)
+			w("Diagnostic-Code: smtp; %s", oneLine(replyText(res)))
 		default:
 			w("Diagnostic-Code: x-elit; %s", oneLine(r.LastError))
 		}
@@ -309,15 +327,14 @@ func (d *Deliverer) writeHeader(b *bytes.Buffer, id string) error {
 	return nil
 }
 
-var remoteRe = regexp.MustCompile(`^(?:[245]\.\d+\.\d+ )?(\S+) said at \S+: (\d{3} .*)$`)
-
-// remoteReply splits "host said at STEP: 550 ..." as smtpResult makes it.
-func remoteReply(lastError string) (host, reply string, ok bool) {
-	sm := remoteRe.FindStringSubmatch(lastError)
-	if sm == nil {
-		return "", "", false
+// dsnStatus is a recipient's Status (RFC 3464 §2.3.4): the enhanced code
+// of its result when it has one of class, else class.0.0 (a reply without
+// an enhanced code, or an envelope from before results were kept).
+func dsnStatus(res queue.Result, class int) string {
+	if e, ok := reply.ParseEnhanced(res.Enhanced); ok && e[0] == class {
+		return e.String()
 	}
-	return sm[1], sm[2], true
+	return fmt.Sprintf("%d.0.0", class)
 }
 
 func oneLine(s string) string {

@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"io"
 	"strings"
 	"testing"
 
@@ -21,22 +20,16 @@ func TestDSNOriginalRecipient(t *testing.T) {
 	}}
 	queueMessage(t, d, m)
 	d.process(context.Background(), m.ID)
-	msgs, _ := d.cfg.Queue.List()
-	if len(msgs) != 1 || msgs[0].From != "" {
-		t.Fatalf("want one DSN, got %+v", msgs)
+	if msgs, _ := d.cfg.Queue.List(); len(msgs) != 1 {
+		t.Fatalf("want only the DSN queued, got %+v", msgs)
 	}
-	f, err := d.cfg.Queue.Data(msgs[0].ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(f)
+	dsn, _ := dsnOf(t, d)
 	for _, want := range []string{
 		`Original-Recipient: utf-8;d\x{EF}n\x{2B}x@b\x{FC}cher.example` + "\r\n",
 		"Original-Recipient: rfc822;b+x@example.org\r\n",
 	} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("DSN lacks %q:\n%s", want, b)
+		if !strings.Contains(dsn, want) {
+			t.Errorf("DSN lacks %q:\n%s", want, dsn)
 		}
 	}
 }

@@ -4,50 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"elit.local/elit/queue"
 )
 
-// Operator actions on a queued message. Each waits until no delivery is
-// working on the message, so that the two never overwrite each other.
+// Operator actions on a queued message. Each claims the message first
+// (waiting while a delivery works on it, until its context is done), so
+// that the two never overwrite each other.
 
-// own marks message id as worked on (waiting for a delivery in progress
-// to end) and returns the function that releases it. Run marks a message
-// in the same step as it chooses it, so the two never hold one message.
-func (d *Deliverer) own(id string) func() {
-	for waited := false; ; waited = true {
-		d.mu.Lock()
-		if !d.inflight[id] {
-			d.inflight[id] = true
-			d.mu.Unlock()
-			return func() {
-				d.mu.Lock()
-				delete(d.inflight, id)
-				d.mu.Unlock()
-				d.kick()
-			}
-		}
-		d.mu.Unlock()
-		if !waited && d.waiting != nil {
-			d.waiting(id)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (d *Deliverer) kick() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
+// own claims message id for an operator command and returns the function
+// that releases it.
+func (d *Deliverer) own(ctx context.Context, id string) (func(), error) {
+	return d.sched.claim(ctx, id, d.waiting)
 }
 
 // edit applies an operator command that only edits the envelope (hold,
 // release, retry) to a stored message, stores it and reschedules it. It
 // returns how many recipients it changed.
-func (d *Deliverer) edit(id, cmd string) (int, error) {
-	defer d.own(id)()
+func (d *Deliverer) edit(ctx context.Context, id, cmd string) (int, error) {
+	release, err := d.own(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	m, err := d.cfg.Queue.Get(id)
 	if err != nil {
 		return 0, err
@@ -68,18 +47,27 @@ func (d *Deliverer) edit(id, cmd string) (int, error) {
 }
 
 // Hold stops delivery of the pending recipients of a message.
-func (d *Deliverer) Hold(id string) (int, error) { return d.edit(id, "hold") }
+func (d *Deliverer) Hold(ctx context.Context, id string) (int, error) {
+	return d.edit(ctx, id, "hold")
+}
 
 // Release makes held recipients pending again, due now.
-func (d *Deliverer) Release(id string) (int, error) { return d.edit(id, "release") }
+func (d *Deliverer) Release(ctx context.Context, id string) (int, error) {
+	return d.edit(ctx, id, "release")
+}
 
 // Retry makes the pending recipients due now.
-func (d *Deliverer) Retry(id string) (int, error) { return d.edit(id, "retry") }
+func (d *Deliverer) Retry(ctx context.Context, id string) (int, error) {
+	return d.edit(ctx, id, "retry")
+}
 
 // Drop gives up on the undelivered recipients of a message: the sender
 // gets a DSN unless bounce is false, and the message leaves the queue.
-func (d *Deliverer) Drop(id string, bounce bool) (int, error) {
-	release := d.own(id)
+func (d *Deliverer) Drop(ctx context.Context, id string, bounce bool) (int, error) {
+	release, err := d.own(ctx, id)
+	if err != nil {
+		return 0, err
+	}
 	defer release()
 	m, err := d.cfg.Queue.Get(id)
 	if err != nil {
@@ -97,21 +85,22 @@ func (d *Deliverer) Drop(id string, bounce bool) (int, error) {
 }
 
 // Do runs an operator command ("hold", "release", "retry", "drop",
-// "drop-quietly") on message id and says what it did.
-func (d *Deliverer) Do(_ context.Context, cmd, id string) (string, error) {
+// "drop-quietly") on message id and says what it did. It gives up when
+// ctx is done before a delivery of the message in progress ends.
+func (d *Deliverer) Do(ctx context.Context, cmd, id string) (string, error) {
 	var n int
 	var err error
 	switch cmd {
 	case "hold":
-		n, err = d.Hold(id)
+		n, err = d.Hold(ctx, id)
 	case "release":
-		n, err = d.Release(id)
+		n, err = d.Release(ctx, id)
 	case "retry":
-		n, err = d.Retry(id)
+		n, err = d.Retry(ctx, id)
 	case "drop":
-		n, err = d.Drop(id, true)
+		n, err = d.Drop(ctx, id, true)
 	case "drop-quietly":
-		n, err = d.Drop(id, false)
+		n, err = d.Drop(ctx, id, false)
 	default:
 		return "", fmt.Errorf("unknown command %q", cmd)
 	}

@@ -27,8 +27,10 @@ type peer struct {
 	mu   sync.Mutex
 	got  []received
 	wire testlib.Buffer
-	// data, when set, handles DATA (after MAIL and RCPT were recorded).
+	// data, when set, handles DATA (after MAIL and RCPT were recorded);
+	// rcpt, when set, answers RCPT.
 	data func(r io.Reader) error
+	rcpt func(to string) error
 }
 
 // received is one transaction a peer accepted.
@@ -91,6 +93,11 @@ func (s *peerSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *peerSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.p.rcpt != nil {
+		if err := s.p.rcpt(to); err != nil {
+			return err
+		}
+	}
 	s.cur.rcpts = append(s.cur.rcpts, to)
 	orcpt := ""
 	if opts != nil && opts.OriginalRecipient != "" {
@@ -154,4 +161,26 @@ func queueMessage(t *testing.T, d *Deliverer, m *queue.Message) {
 	if err := d.cfg.Queue.Put(m, strings.NewReader("Subject: test\r\n\r\nhello\r\n")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// dsnOf returns the one DSN queued besides the message, and where to.
+func dsnOf(t *testing.T, d *Deliverer) (string, []queue.Recipient) {
+	t.Helper()
+	msgs, _ := d.cfg.Queue.List()
+	var dsns []*queue.Message
+	for _, m := range msgs {
+		if m.From == "" {
+			dsns = append(dsns, m)
+		}
+	}
+	if len(dsns) != 1 {
+		t.Fatalf("%d DSNs queued, want 1", len(dsns))
+	}
+	f, err := d.cfg.Queue.Data(dsns[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	return string(b), dsns[0].Recipients
 }

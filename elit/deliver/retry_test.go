@@ -27,9 +27,7 @@ func TestBounceFailureBacksOff(t *testing.T) {
 	}
 	for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute} {
 		d.process(context.Background(), m.ID)
-		d.mu.Lock()
-		due, ok := d.due[m.ID]
-		d.mu.Unlock()
+		due, ok := d.sched.dueAt(m.ID)
 		if got := due.Sub(clock); !ok || got < want*9/10 || got > want*11/10 {
 			t.Fatalf("after failed bounce %d: next attempt in %v (scheduled %v), want %v ±10%%", i+1, got, ok, want)
 		}

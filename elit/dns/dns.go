@@ -1,7 +1,7 @@
-// Package dns is the DNS client of Elit: the few lookups mail delivery
-// needs (MX, RFC 5321 §5.1; addresses), behind an interface so that tests
-// use an in-memory resolver or their own server on loopback, never the
-// machine's resolver.
+// Package dns is the DNS client of Elit: the few lookups mail needs (MX,
+// RFC 5321 §5.1; addresses; TXT, for SPF, DKIM, DMARC, MTA-STS), behind
+// an interface so that tests use an in-memory resolver or their own
+// server on loopback, never the machine's resolver.
 package dns
 
 import (
@@ -28,12 +28,17 @@ var (
 	ErrNotFound = errors.New("no such domain") // NXDOMAIN: permanent
 )
 
-// Resolver looks up what delivery needs. LookupMX returns no records and
-// no error when the domain exists but has no MX (so the implicit MX
-// applies, RFC 5321 §5.1).
+// Resolver looks up what mail needs. A name that does not exist
+// (NXDOMAIN) is ErrNotFound; one that exists without records of the type
+// asked gives none and no error: LookupMX then means the implicit MX
+// (RFC 5321 §5.1).
 type Resolver interface {
 	LookupMX(ctx context.Context, domain string) ([]MX, error)
 	LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error)
+	// LookupTXT returns the TXT records of name (RFC 1035 §3.3.14), each
+	// record's strings joined with nothing between them, as SPF (RFC
+	// 7208 §3.3), DKIM and DMARC read a record.
+	LookupTXT(ctx context.Context, name string) ([]string, error)
 }
 
 // Client is a Resolver that asks one DNS server (host:port), over UDP and
@@ -159,25 +164,59 @@ func (c *Client) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, er
 	return out, nil
 }
 
+// LookupTXT implements Resolver.
+func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	r, err := c.query(ctx, name, mdns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if txt, ok := rr.(*mdns.TXT); ok {
+			out = append(out, strings.Join(txt.Txt, ""))
+		}
+	}
+	return out, nil
+}
+
 // Mem is an in-memory Resolver for tests: MX records by domain, addresses
-// by host; a name in neither map does not exist.
+// by host, TXT records by name; a name in no map does not exist.
 type Mem struct {
 	MXs   map[string][]MX
 	Addrs map[string][]netip.Addr
+	TXTs  map[string][]string
 	Fail  map[string]error // names whose lookups fail so
+}
+
+// exists reports whether the zone has name.
+func (m *Mem) exists(name string) bool {
+	_, mx := m.MXs[name]
+	_, addrs := m.Addrs[name]
+	_, txt := m.TXTs[name]
+	return mx || addrs || txt
+}
+
+// memLookup answers a query for name from records: its failure, no
+// such domain, or its records (none when it has only others).
+func memLookup[T any](m *Mem, name string, records map[string][]T) ([]T, error) {
+	name = strings.ToLower(name)
+	if err := m.Fail[name]; err != nil {
+		return nil, err
+	}
+	if !m.exists(name) {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+	}
+	return records[name], nil
 }
 
 // LookupMX implements Resolver.
 func (m *Mem) LookupMX(_ context.Context, domain string) ([]MX, error) {
-	domain = strings.ToLower(domain)
-	if err := m.Fail[domain]; err != nil {
-		return nil, err
-	}
-	mx, ok := m.MXs[domain]
-	if !ok && m.Addrs[domain] == nil {
-		return nil, fmt.Errorf("%s: %w", domain, ErrNotFound)
-	}
-	return mx, nil
+	return memLookup(m, domain, m.MXs)
+}
+
+// LookupTXT implements Resolver.
+func (m *Mem) LookupTXT(_ context.Context, name string) ([]string, error) {
+	return memLookup(m, name, m.TXTs)
 }
 
 // LookupAddrs implements Resolver.

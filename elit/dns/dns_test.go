@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -33,6 +34,12 @@ func TestClient(t *testing.T) {
 			m.Answer = append(m.Answer, &mdns.A{Hdr: hdr, A: net.IPv4(192, 0, 2, 1)})
 		case q.Name == "mx.example.com." && q.Qtype == mdns.TypeAAAA:
 			m.Answer = append(m.Answer, &mdns.AAAA{Hdr: hdr, AAAA: net.ParseIP("2001:db8::1")})
+		case q.Name == "example.com." && q.Qtype == mdns.TypeTXT:
+			m.Answer = append(m.Answer,
+				&mdns.TXT{Hdr: hdr, Txt: []string{"v=spf1 ", "ip4:192.0.2.0/24", " -all"}},
+				&mdns.TXT{Hdr: hdr, Txt: []string{"google-site-verification=abc"}})
+		case q.Name == "_dmarc.example.com." && q.Qtype == mdns.TypeTXT:
+			m.Answer = append(m.Answer, &mdns.TXT{Hdr: hdr, Txt: []string{strings.Repeat("a", 255), strings.Repeat("b", 45)}})
 		case q.Name == "broken.example.":
 			m.Rcode = mdns.RcodeServerFailure
 		case q.Name == "example.com." || q.Name == "null.example.":
@@ -65,6 +72,59 @@ func TestClient(t *testing.T) {
 	}
 	if _, err := c.LookupMX(ctx, "broken.example"); err == nil || errors.Is(err, ErrNotFound) {
 		t.Errorf("SERVFAIL: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		want []string
+		err  error
+	}{
+		// The strings of a record are one text (RFC 7208 §3.3).
+		{"example.com", []string{"v=spf1 ip4:192.0.2.0/24 -all", "google-site-verification=abc"}, nil},
+		{"_dmarc.example.com", []string{strings.Repeat("a", 255) + strings.Repeat("b", 45)}, nil},
+		{"null.example", nil, nil}, // the name exists, without TXT
+		{"nowhere.example", nil, ErrNotFound},
+	} {
+		got, err := c.LookupTXT(ctx, tc.name)
+		if !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) || !slices.Equal(got, tc.want) {
+			t.Errorf("TXT %s: %q %v, want %q %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
+	if _, err := c.LookupTXT(ctx, "broken.example"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Errorf("TXT SERVFAIL: %v", err)
+	}
+}
+
+// TestMem: the in-memory resolver answers as a server would: NXDOMAIN
+// for a name it does not have, no records for one it has with other
+// types.
+func TestMem(t *testing.T) {
+	m := &Mem{
+		MXs:   map[string][]MX{"example.com": {{Host: "mx.example.com", Pref: 10}}},
+		Addrs: map[string][]netip.Addr{"mx.example.com": {netip.MustParseAddr("192.0.2.1")}},
+		TXTs:  map[string][]string{"example.com": {"v=spf1 -all"}, "_dmarc.example.com": {"v=DMARC1; p=reject"}},
+		Fail:  map[string]error{"broken.example": errors.New("SERVFAIL")},
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		want []string
+		err  bool
+		nx   bool
+	}{
+		{"EXAMPLE.com", []string{"v=spf1 -all"}, false, false},
+		{"_dmarc.example.com", []string{"v=DMARC1; p=reject"}, false, false},
+		{"mx.example.com", nil, false, false},
+		{"nowhere.example", nil, true, true},
+		{"broken.example", nil, true, false},
+	} {
+		got, err := m.LookupTXT(ctx, tc.name)
+		if (err != nil) != tc.err || errors.Is(err, ErrNotFound) != tc.nx || !slices.Equal(got, tc.want) {
+			t.Errorf("TXT %s: %q %v", tc.name, got, err)
+		}
+	}
+	// A name with only TXT records exists: no MX, no error (implicit MX).
+	if mx, err := m.LookupMX(ctx, "_dmarc.example.com"); err != nil || mx != nil {
+		t.Errorf("MX of a name with TXT only: %v %v", mx, err)
 	}
 }
 

@@ -38,6 +38,7 @@ func (m *Message) Drop(tell bool) int {
 		n += m.each(from, func(r *Recipient) {
 			r.Status = Failed
 			r.LastError = DroppedPrefix + r.LastError
+			r.Result = Result{Enhanced: "5.3.0", Text: "dropped from the queue by the operator", Permanent: true}
 			r.NextAttempt = time.Time{}
 			r.Bounced = quiet
 		})

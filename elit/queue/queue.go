@@ -56,9 +56,14 @@ type Recipient struct {
 	Notify string `json:"notify,omitempty"`
 	ORcpt  string `json:"orcpt,omitempty"`
 
-	Status    Status `json:"status"`
-	Attempts  int    `json:"attempts,omitempty"`
+	Status   Status `json:"status"`
+	Attempts int    `json:"attempts,omitempty"`
+	// LastError is the last attempt's failure in one line, for people
+	// (elit queue, the status page, the text of a DSN); Result is the
+	// same as fields, for programs. Envelopes of versions before Result
+	// have only LastError.
 	LastError string `json:"last_error,omitempty"`
+	Result    Result `json:"result,omitzero"`
 	// NextAttempt is when a pending recipient is tried again, and when a
 	// failed one not yet reported is reported again (zero: now).
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
@@ -71,6 +76,30 @@ type Recipient struct {
 	BounceAttempts int `json:"bounce_attempts,omitempty"`
 	// DelayWarned is set once the sender was told of a delay.
 	DelayWarned bool `json:"delay_warned,omitempty"`
+}
+
+// Result is the outcome of a recipient's last delivery attempt, as a DSN
+// reports it (RFC 3464 §2.3: Status, Remote-MTA, Diagnostic-Code). The
+// zero Result is none.
+type Result struct {
+	// RemoteMTA and RemoteAddr are the server the attempt reached or
+	// tried (host name, and the address as dialled: ip:port), empty when
+	// it did not get that far (a DNS failure, say).
+	RemoteMTA  string `json:"remote_mta,omitempty"`
+	RemoteAddr string `json:"remote_addr,omitempty"`
+	// Step is where the attempt ended: connect, greeting, EHLO, STARTTLS,
+	// AUTH, MAIL, RCPT or DATA; "" for a decision of ours before or
+	// outside a session.
+	Step string `json:"step,omitempty"`
+	// Code, Enhanced and Text are the server's reply (RFC 5321 §4.2, RFC
+	// 3463) when it gave one; otherwise Code is 0, Enhanced our status
+	// code for the failure and Text what went wrong.
+	Code     int    `json:"code,omitempty"`
+	Enhanced string `json:"enhanced,omitempty"` // "5.1.1"
+	Text     string `json:"text,omitempty"`
+	// Permanent is set when the recipient failed for good (a 5xx reply,
+	// or a failure of ours that retrying will not mend).
+	Permanent bool `json:"permanent,omitempty"`
 }
 
 // Message is the envelope and delivery state of a queued message.

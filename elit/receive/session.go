@@ -17,9 +17,9 @@ import (
 
 	"elit.local/elit/auth"
 	"elit.local/elit/lists"
+	"elit.local/elit/mailaddr"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
-	"elit.local/elit/mailaddr"
 	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
 )

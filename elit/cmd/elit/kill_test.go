@@ -6,100 +6,64 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/textproto"
-	"strings"
-	"sync"
+	"regexp"
 	"testing"
 	"time"
 )
 
-// acked is a message the server answered 250 to.
-type acked struct {
-	id   string
-	body string
-}
+var msgIDRe = regexp.MustCompile(`(?m)^Message-ID: <([^>]+)>`)
 
-// sendLoop sends messages on one connection after another until stop is
-// closed or the server goes away, and reports each acknowledged message.
-func sendLoop(addr, tag string, stop <-chan struct{}, out chan<- acked) {
+// TestDeliverSIGKILL kills the server three times while clients send and
+// it delivers. After the last restart every acknowledged message reaches
+// the sink, and a message arrives twice only if its transaction was in
+// flight at a kill (at most -max-deliveries per kill).
+func TestDeliverSIGKILL(t *testing.T) {
+	sk := startSink(t, "")
+	_, port, _ := net.SplitHostPort(sk.addr)
+	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
+	const parallel = 5
+	s := deliveryServer(t, resolver, port, "-max-deliveries", fmt.Sprint(parallel))
+	ackedIDs := map[string]bool{}
+	const rounds = 3
+	for round := range rounds {
+		for _, a := range killRound(s, fmt.Sprintf("k%d", round), 4, time.Duration(200+rand.IntN(300))*time.Millisecond) {
+			ackedIDs[msgIDRe.FindStringSubmatch(a.body)[1]] = true
+		}
+	}
+	q := openQueue(t, s)
 	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			return
-		default:
+		m, err := q.List()
+		if len(m) == 0 && err == nil {
+			break
 		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return
+		if i == 300 {
+			for _, x := range m {
+				t.Logf("left: %+v", *x)
+			}
+			t.Fatalf("the queue did not empty (%v):\n%s", err, s.logText())
 		}
-		c.SetDeadline(time.Now().Add(30 * time.Second))
-		tp := textproto.NewConn(c)
-		step := func(cmd string, want int) (string, error) {
-			if cmd != "" {
-				if err := tp.PrintfLine("%s", cmd); err != nil {
-					return "", err
-				}
-			}
-			_, msg, err := tp.ReadResponse(want)
-			return msg, err
-		}
-		_, err = step("", 220)
-		if err == nil {
-			_, err = step("EHLO client.example.net", 250)
-		}
-		for j := 0; err == nil && j < 3; j++ {
-			body := fmt.Sprintf("Subject: %s-%d-%d\r\nMessage-ID: <%s.%d.%d@example.net>\r\n\r\n%s", tag, i, j, tag, i, j,
-				strings.Repeat(fmt.Sprintf("line of %s %d %d\r\n", tag, i, j), rand.IntN(2000)))
-			if _, err = step("MAIL FROM:<x@example.net>", 250); err != nil {
-				break
-			}
-			if _, err = step("RCPT TO:<team@example.org>", 250); err != nil {
-				break
-			}
-			if _, err = step("DATA", 354); err != nil {
-				break
-			}
-			if _, err = io.WriteString(c, body+".\r\n"); err != nil {
-				break
-			}
-			var msg string
-			if msg, err = step("", 250); err != nil {
-				break
-			}
-			if ids := queued(msg); len(ids) == 1 {
-				out <- acked{ids[0], body}
-			}
-		}
-		c.Close()
+		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// killRound runs senders clients (sendLoop, tagged tag) against s, kills
-// s with SIGKILL after wait, restarts it, and returns what was
-// acknowledged before the kill.
-func killRound(s *server, tag string, senders int, wait time.Duration) []acked {
-	stop := make(chan struct{})
-	out := make(chan acked, 1000)
-	var wg sync.WaitGroup
-	for g := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sendLoop(s.mx, fmt.Sprintf("%sg%d", tag, g), stop, out)
-		}()
+	// team@example.org has two members: every message is two deliveries.
+	got := map[string]int{}
+	for _, m := range sk.messages() {
+		if id := msgIDRe.FindStringSubmatch(m); id != nil {
+			got[id[1]]++
+		}
 	}
-	time.Sleep(wait)
-	s.kill()
-	close(stop)
-	wg.Wait()
-	close(out)
-	var got []acked
-	for a := range out {
-		got = append(got, a)
+	dups := 0
+	for id := range ackedIDs {
+		switch n := got[id]; {
+		case n < 2:
+			t.Errorf("message %s: %d of 2 deliveries", id, n)
+		case n > 2:
+			dups += n - 2
+		}
 	}
-	s.log.Reset()
-	s.start()
-	return got
+	t.Logf("%d messages acknowledged, %d deliveries at the sink, %d repeated", len(ackedIDs), len(sk.messages()), dups)
+	if dups > rounds*parallel {
+		t.Errorf("%d repeated deliveries, more than %d transactions could have been in flight", dups, rounds*parallel)
+	}
 }
 
 // TestServeSIGKILL kills the server at random points while 8 clients send;

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"elit.local/elit/config"
 	"elit.local/elit/queue"
 )
 
@@ -28,7 +27,7 @@ func TestServeLock(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("half a message"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(controlSocket(s.state)); err != nil {
+	if err := os.Remove(config.State{Dir: s.state}.ControlSocket()); err != nil {
 		t.Fatal(err)
 	}
 	code, out := runTool(t, "", elitBinary(t), "queue", "-state", s.state, "hold", id)
@@ -90,57 +89,4 @@ func TestQueueLocked(t *testing.T) {
 	if code, out, errs := runElit("", "queue", "-state", state, "hold", m.ID); code != exitOK || !strings.Contains(out, "1 recipients") {
 		t.Errorf("hold after unlock: exit %d: %s%s", code, out, errs)
 	}
-}
-
-// TestQueueOfflineDropBounce: a message dropped while the server is
-// stopped is bounced by the server when it starts again: from
-// MAILER-DAEMON at the mail domain, reported by its host name, to the
-// sender, and then leaves the queue.
-func TestQueueOfflineDropBounce(t *testing.T) {
-	good := startSink(t, "")
-	_, port, _ := net.SplitHostPort(good.addr)
-	startSink(t, "127.0.0.2:"+port, "-r", "RCPT") // the forward is deferred
-	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.2", "example.net": "127.0.0.1"})
-	s := deliveryServer(t, resolver, port, "-retry-first", "1h", "-retry-max", "2h")
-	c := mxData(t, s.mx, "<sender@example.net>", "<din@example.org>")
-	c.send("From: sender@example.net\r\nSubject: to drop\r\nMessage-ID: <drop@example.net>\r\n\r\nhello\r\n.\r\n")
-	id := queued(c.expect("250"))[0]
-	q := openQueue(t, s)
-	status := func() string {
-		m, err := q.Get(id)
-		if err != nil {
-			return err.Error()
-		}
-		r := m.Recipients[0]
-		return fmt.Sprintf("%s/%d/%v", r.Status, r.Attempts, r.Bounced)
-	}
-	waitFor(t, "the first attempt", func() bool { return status() == "pending/1/false" })
-	s.stop()
-
-	code, out := runTool(t, "", elitBinary(t), "queue", "-state", s.state, "drop", id)
-	if code != 0 || !strings.Contains(out, "next start") {
-		t.Fatalf("offline drop: exit %d: %s", code, out)
-	}
-	if got := status(); got != "failed/1/false" {
-		t.Errorf("after the offline drop: %s, want failed/1/false", got)
-	}
-	if msgs, _ := q.List(); len(msgs) != 1 {
-		t.Fatalf("%d messages queued after the offline drop, want the dropped one only (no DSN)", len(msgs))
-	}
-
-	s.log.Reset()
-	s.start()
-	waitFor(t, "the bounce", func() bool { return len(good.messages()) == 1 })
-	dump := good.messages()[0]
-	for _, want := range []string{"X-Mail-Args: <>", "X-Rcpt-Args: <sender@example.net>",
-		"From: Mail Delivery System <MAILER-DAEMON@example.org>", "Reporting-MTA: dns; mx.example.org",
-		"dropped from the queue by the operator", "Message-ID: <drop@example.net>"} {
-		if !strings.Contains(dump, want) {
-			t.Errorf("the bounce lacks %q:\n%s", want, dump)
-		}
-	}
-	if strings.Contains(dump, "localhost") {
-		t.Errorf("the bounce names localhost:\n%s", dump)
-	}
-	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
 }

@@ -13,6 +13,9 @@ import (
 	"os"
 )
 
+// version is set at build time (-ldflags=-X main.version=...).
+var version = "dev"
+
 // Exit codes: 0 ok; 1 the check found problems; 2 a command-line error;
 // 125 a failure (gokrazy's "do not restart me" code).
 const (

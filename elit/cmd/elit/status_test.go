@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"elit.local/elit/status"
 )
 
 var statusRe = regexp.MustCompile(`msg="status page listening" job=http addr=(\S+)`)
@@ -43,7 +45,7 @@ func TestStatusPage(t *testing.T) {
 		t.Fatalf("wrong password: %d", code)
 	}
 	code, body := do("GET", "/status.json", "s3cret", nil)
-	var st status
+	var st status.Status
 	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
 		t.Fatalf("status.json: %d %s", code, body)
 	}
@@ -77,7 +79,7 @@ func TestStatusPage(t *testing.T) {
 }
 
 // statusURL is the status page of s, from its log.
-func statusURL(t *testing.T, s *server) string {
+func statusURL(t *testing.T, s *proc) string {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if m := statusRe.FindStringSubmatch(s.logText()); m != nil {
@@ -90,7 +92,7 @@ func statusURL(t *testing.T, s *server) string {
 
 // fetchStatus reads status.json of s (started with -http-password-file
 // holding password).
-func fetchStatus(t *testing.T, s *server, password string) status {
+func fetchStatus(t *testing.T, s *proc, password string) status.Status {
 	t.Helper()
 	req, _ := http.NewRequest("GET", statusURL(t, s)+"/status.json", nil)
 	req.SetBasicAuth("gokrazy", password)
@@ -99,7 +101,7 @@ func fetchStatus(t *testing.T, s *server, password string) status {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st status
+	var st status.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -6,6 +6,24 @@ import (
 	"os"
 	"time"
 )
+
+// clockFloor is a time before which the clock is surely unset (a board
+// without a real-time clock boots in 1970).
+var clockFloor = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// waitForClock returns once the clock is past clockFloor, or when ctx ends.
+func waitForClock(ctx context.Context, log *slog.Logger, now func() time.Time, sleep func(time.Duration)) error {
+	for i := 0; now().Before(clockFloor); i++ {
+		if i == 0 {
+			log.Warn("waiting for the clock to be set (NTP)", "now", now())
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		sleep(time.Second)
+	}
+	return nil
+}
 
 // trialWatchdog keeps a trial boot alive while elit serves.
 //

@@ -6,7 +6,64 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"elit.local/oneffs"
 )
+
+// TestServeDatabase: the database comes from a OneFFS image; a broken
+// update leaves the good one in use; SIGHUP picks up a good update; after
+// a restart with a broken image the cached copy serves.
+func TestServeDatabase(t *testing.T) {
+	needTools(t, "swaks")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "db.img")
+	writeImage := func(data []byte) {
+		t.Helper()
+		if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		im, err := oneffs.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer im.Close()
+		if err := im.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeImage(testDB(t))
+	s := startServer(t, "-db", img, "-db-json", "")
+	to := func(rcpt string) int {
+		code, _ := s.swaks(s.mx, "--from", "x@example.net", "--to", rcpt)
+		return code
+	}
+	if to("din@example.org") != 0 || to("carol@example.org") == 0 {
+		t.Fatalf("first database:\n%s", s.logText())
+	}
+	// A broken image: the good database stays.
+	writeImage([]byte(`[{"name": broken`))
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, s, "cannot load the user database")
+	if to("din@example.org") != 0 {
+		t.Errorf("the broken database replaced the good one")
+	}
+	// A good update with carol.
+	writeImage(testDB(t, map[string]any{"name": "carol", "mailboxes": []string{"carol@example.net"}}))
+	s.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, s, "addresses=4")
+	if to("carol@example.org") != 0 {
+		t.Errorf("carol unknown after SIGHUP:\n%s", s.logText())
+	}
+	// Restart on a broken image: the cache serves carol.
+	s.stop()
+	writeImage([]byte(`not json`))
+	s.log.Reset()
+	s.start()
+	waitLog(t, s, "serving the cached user database")
+	if to("carol@example.org") != 0 {
+		t.Errorf("carol unknown with the cached database:\n%s", s.logText())
+	}
+}
 
 // TestServeEmptyDatabase: a database file emptied (nothing, blanks, [])
 // and reloaded by SIGHUP is refused: the users stay (RCPT 250, AUTH works),

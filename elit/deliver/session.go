@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,25 +14,17 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/emersion/go-smtp"
-
-	"elit.local/elit/auth"
 	"elit.local/elit/dns"
-	"elit.local/elit/queue"
 	"elit.local/elit/mailaddr"
+	"elit.local/elit/queue"
+	"elit.local/elit/smtpclient"
 )
 
 // deliverDomain delivers the recipients idx of m with transport t: all at
 // domain for direct delivery, any domain through a relay; in one
 // transaction when it can. It returns one result per recipient.
 func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, from string, t *Transport, domain string, idx []int) []result {
-	all := func(r result) []result {
-		out := make([]result, len(idx))
-		for i := range out {
-			out[i] = r
-		}
-		return out
-	}
+	all := func(r result) []result { return fill(len(idx), r) }
 	type target struct {
 		host string
 		addr string // host:port
@@ -62,26 +53,38 @@ func (d *Deliverer) deliverDomain(ctx context.Context, m *queue.Message, from st
 			}
 		}
 		if len(targets) == 0 {
-			return all(tempFail("4.4.3 no address for the mail exchangers of %s", domain))
+			return all(failure("4.4.3", "no address for the mail exchangers of %s", domain))
 		}
 	}
-	release := d.destination(domain + t.Host)
+	release, err := d.sched.destination(ctx, domain+t.Host)
+	if err != nil {
+		return all(failure("4.4.1", "no attempt made: %v", err))
+	}
 	defer release()
 	var last []result
 	for _, tg := range targets {
 		if ctx.Err() != nil {
 			break
 		}
-		res, retryable := d.attempt(ctx, from, t, tg.host, tg.addr, m, idx)
+		res, retryable := d.attempt(ctx, from, t, domain, tg.host, tg.addr, m, idx)
 		if !retryable {
 			return res
 		}
 		last = res
 	}
 	if last == nil {
-		return all(tempFail("4.4.1 no attempt made"))
+		return all(failure("4.4.1", "no attempt made"))
 	}
 	return last
+}
+
+// fill returns n copies of r.
+func fill(n int, r result) []result {
+	out := make([]result, n)
+	for i := range out {
+		out[i] = r
+	}
+	return out
 }
 
 // literalIP returns the address of an address literal ([192.0.2.1],
@@ -110,15 +113,15 @@ func literalIP(domain string) (netip.Addr, bool) {
 func (d *Deliverer) mxHosts(ctx context.Context, domain string) ([]string, *result) {
 	mxs, err := d.cfg.Resolver.LookupMX(ctx, domain)
 	if errors.Is(err, dns.ErrNotFound) {
-		r := permFail("5.1.2 domain %s does not exist", domain)
+		r := failure("5.1.2", "domain %s does not exist", domain)
 		return nil, &r
 	}
 	if err != nil {
-		r := tempFail("4.4.3 looking up the MX of %s: %v", domain, err)
+		r := failure("4.4.3", "looking up the MX of %s: %v", domain, err)
 		return nil, &r
 	}
 	if len(mxs) == 1 && (mxs[0].Host == "" || mxs[0].Host == ".") {
-		r := permFail("5.1.10 %s accepts no mail (null MX, RFC 7505)", domain)
+		r := failure("5.1.10", "%s accepts no mail (null MX, RFC 7505)", domain)
 		return nil, &r
 	}
 	if len(mxs) == 0 {
@@ -139,27 +142,28 @@ func (d *Deliverer) mxHosts(ctx context.Context, domain string) ([]string, *resu
 	return hosts, nil
 }
 
-// TLS modes of an attempt, best first.
-const (
-	tlsVerified   = "verified"   // STARTTLS, certificate valid for the MX host
-	tlsUnverified = "unverified" // STARTTLS, certificate not checked
-	tlsNone       = "none"       // plaintext
-)
-
-// attempt delivers to one address. retryable reports whether the next
-// address may be tried (the connection failed before the transaction);
-// otherwise the results are final for this round.
-func (d *Deliverer) attempt(ctx context.Context, from string, t *Transport, host, addr string, m *queue.Message, idx []int) (res []result, retryable bool) {
-	// Without a policy in force (MTA-STS, DANE: the hook is here), a TLS
-	// failure falls back to unverified TLS, then to plaintext. A
-	// submission relay gets our password: verified TLS only.
-	modes := []string{tlsVerified, tlsUnverified, tlsNone}
-	if t.Type == "submission" {
-		modes = modes[:1]
+// attempt delivers to one address of host, with the TLS the policy
+// plans for it: each requirement in turn while TLS is what fails.
+// retryable reports whether the next address may be tried (the session
+// failed before the transaction); otherwise the results are final for
+// this round.
+func (d *Deliverer) attempt(ctx context.Context, from string, t *Transport, domain, host, addr string, m *queue.Message, idx []int) (res []result, retryable bool) {
+	dest := TLSDestination{Transport: t.Type, Domain: domain, Host: host, ImplicitTLS: t.Type == "submission" && t.TLS == "implicit"}
+	if t.Type != "direct" {
+		dest.Domain = ""
+	}
+	plan, err := d.cfg.TLSPolicy.TLSPlan(ctx, dest)
+	if err == nil && len(plan.Requirements) == 0 {
+		err = errors.New("no requirement")
+	}
+	if err != nil {
+		r := failure("4.7.5", "%s: TLS policy: %v", host, err).at(host, addr, "")
+		r.transport = t.Name
+		return fill(len(idx), r), true
 	}
 	var last []result
-	for _, mode := range modes {
-		res, retry, tlsFailed := d.transaction(ctx, from, t, host, addr, mode, m, idx)
+	for _, req := range plan.Requirements {
+		res, retry, tlsFailed := d.session(ctx, from, t, dest, addr, plan.Policy, req, m, idx)
 		if !tlsFailed {
 			return res, retry
 		}
@@ -168,108 +172,105 @@ func (d *Deliverer) attempt(ctx context.Context, from string, t *Transport, host
 	return last, true
 }
 
-// transaction runs one SMTP session. tlsFailed reports that STARTTLS was
-// offered but could not be completed in this mode.
-func (d *Deliverer) transaction(ctx context.Context, from string, t *Transport, host, addr, mode string, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
+// session runs one SMTP session to addr with the TLS that req asks for.
+// tlsFailed reports that req could not be met: the next may be tried.
+func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest TLSDestination, addr, policy string, req TLSRequirement, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
+	host := dest.Host
+	achieved := TLSNone
 	all := func(r result) []result {
-		r.host, r.tls, r.transport = host, mode, t.Name
-		out := make([]result, len(idx))
-		for i := range out {
-			out[i] = r
-		}
-		return out
+		r.tls, r.transport = achieved, t.Name
+		return fill(len(idx), r)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	conn, err := d.dial(dctx, t, addr)
 	cancel()
 	if err != nil {
-		return all(tempFail("4.4.1 connecting to %s (%s): %v", host, addr, err)), true, false
+		return all(failure("4.4.1", "connecting to %s (%s): %v", host, addr, err).at(host, addr, smtpclient.StepConnect)), true, false
 	}
-	defer conn.Close()
-	// From here every step's deadline comes from dl, which keeps it in
-	// the past once ctx is done (shutdown): the session ends at once.
-	dl := watchDeadline(ctx, conn, d.cfg.Timeout)
-	defer dl.stop()
+	// From here every step's deadline ends with ctx (shutdown): the
+	// session ends at once.
+	c := smtpclient.New(ctx, conn, d.cfg.Timeout)
+	defer c.Close()
 	roots := d.cfg.RootCAs
 	if t.roots != nil {
 		roots = t.roots
 	}
-	tlsConfig := &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12}
+	report := func(err error) {
+		o := TLSOutcome{TLSDestination: dest, Addr: addr, Policy: policy, Required: req, Achieved: achieved, Err: err}
+		if cs, ok := c.TLS(); ok {
+			o.Version, o.CipherSuite = cs.Version, cs.CipherSuite
+		}
+		if err != nil {
+			o.Failure = tlsFailure(err)
+			d.cfg.Log.Debug("TLS requirement not met", "host", host, "addr", addr, "mode", req.Mode, "required", req.Required, "failure", o.Failure, "err", err)
+		}
+		d.cfg.TLSReporter.ReportTLS(o)
+	}
 
-	actual := tlsNone
-	if t.Type == "submission" && t.TLS == "implicit" {
-		tc := tls.Client(conn, tlsConfig)
-		dl.extend()
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return all(tempFail("4.7.5 %s: TLS: %v", host, err)), true, false
+	if dest.ImplicitTLS {
+		r := req
+		if r.Mode == TLSNone {
+			r.Mode = TLSUnverified // the port speaks only TLS
 		}
-		conn, actual = tc, tlsVerified
+		if err := c.Handshake(tlsConfig(host, roots, r)); err != nil {
+			report(err)
+			return all(failure("4.7.5", "%s: TLS (%s): %v", host, r.Mode, err).at(host, addr, smtpclient.StepConnect)), true, true
+		}
+		achieved = r.Mode
 	}
-	c := newClient(conn, dl)
-	if err := c.greeting(); err != nil {
-		return all(smtpResult(host, "the greeting", err)), true, false
+	if err := c.Hello(d.cfg.Hostname); err != nil {
+		return all(sessionResult(host, addr, err)), true, false
 	}
-	if err := c.ehlo(d.cfg.Hostname); err != nil {
-		return all(smtpResult(host, "EHLO", err)), true, false
+	if _, starttls := c.Extension("STARTTLS"); achieved == TLSNone && req.Mode != TLSNone && starttls {
+		if err := c.StartTLS(tlsConfig(host, roots, req)); err != nil {
+			var e *smtpclient.Error
+			if !errors.As(err, &e) || e.Step != smtpclient.StepSTARTTLS {
+				achieved = req.Mode // TLS is up; EHLO in it failed
+				report(nil)
+				return all(sessionResult(host, addr, err)), true, false
+			}
+			report(err)
+			r := sessionResult(host, addr, err)
+			if e.Reply == nil {
+				r = failure("4.7.5", "%s: TLS (%s): %v", host, req.Mode, e.Err).at(host, addr, smtpclient.StepSTARTTLS)
+			}
+			r.Permanent = false // another requirement, or the next attempt, may do
+			return all(r), true, true
+		}
+		achieved = req.Mode
+	} else if achieved == TLSNone && req.Required {
+		report(errNoSTARTTLS)
+		return all(failure("4.7.10", "%s offers no STARTTLS, which the TLS policy requires", host).at(host, addr, smtpclient.StepEHLO)), true, true
 	}
-	if actual == tlsNone && c.has("STARTTLS") && mode != tlsNone {
-		c.send("STARTTLS")
-		if err := c.flush(); err != nil {
-			return all(tempFail("4.4.2 %s: %v", host, err)), true, false
+	report(nil)
+	if t.User != "" {
+		if achieved != TLSVerified {
+			// Whatever the policy says.
+			return all(failure("4.7.10", "%s: not sending the password without verified TLS", host).at(host, addr, smtpclient.StepAUTH)), false, false
 		}
-		if _, err := c.reply(220); err != nil {
-			return all(tempFail("4.7.0 %s: STARTTLS: %v", host, err)), true, true
-		}
-		cfg := tlsConfig
-		if mode == tlsUnverified {
-			cfg = tlsConfig.Clone()
-			cfg.InsecureSkipVerify = true
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return all(tempFail("4.7.5 %s: TLS (%s): %v", host, mode, err)), true, true
-		}
-		actual = mode
-		// RFC 3207 §4.2: forget what was said before TLS, EHLO again.
-		c = newClient(tc, dl)
-		if err := c.ehlo(d.cfg.Hostname); err != nil {
-			return all(smtpResult(host, "EHLO", err)), true, false
-		}
-	}
-	if t.Type == "submission" {
-		if actual != tlsVerified {
-			return all(tempFail("4.7.10 %s offers no STARTTLS: not sending the password in the clear", host)), false, false
-		}
-		if r := d.authenticate(c, t, host); r != nil {
+		if r := d.authenticate(c, t, host, addr); r != nil {
 			return all(*r), false, false
 		}
 	}
-	defer c.quit()
-	return d.send(c, from, t, host, actual, m, idx)
+	defer c.Quit()
+	out, retryable := d.send(c, from, host, addr, m, idx)
+	for i := range out {
+		out[i].tls, out[i].transport = achieved, t.Name
+	}
+	return out, retryable, false
 }
 
 // authenticate logs in to a submission relay with the configured
 // mechanism or the strongest offered. A failure is temporary: the
 // operator can fix the password while the mail waits.
-func (d *Deliverer) authenticate(c *client, t *Transport, host string) *result {
-	if t.User == "" {
-		return nil
-	}
-	mechs := strings.Fields(strings.ToUpper(c.ext["AUTH"]))
-	mech := ""
-	for _, m := range auth.ClientMechanisms {
-		if (t.Mechanism == "" || strings.EqualFold(t.Mechanism, m)) && slices.Contains(mechs, m) {
-			mech = m
-			break
+func (d *Deliverer) authenticate(c *smtpclient.Client, t *Transport, host, addr string) *result {
+	mech, err := c.Login(t.User, t.Password, t.Mechanism)
+	if err != nil {
+		r := sessionResult(host, addr, err)
+		if e := (*smtpclient.Error)(nil); errors.As(err, &e) && e.Reply == nil {
+			r = failure("4.7.0", "%s: AUTH as %s: %v", host, t.User, e.Err).at(host, addr, smtpclient.StepAUTH)
 		}
-	}
-	if mech == "" {
-		r := tempFail("4.7.0 %s offers AUTH %q, none we can use", host, c.ext["AUTH"])
-		return &r
-	}
-	sc, _ := auth.NewClient(mech, t.User, t.Password)
-	if err := c.auth(sc); err != nil {
-		r := tempFail("4.7.0 %s: AUTH %s as %s: %v", host, mech, t.User, err)
+		r.Permanent = false
 		return &r
 	}
 	d.cfg.Log.Debug("authenticated to the relay", "host", host, "mechanism", mech)
@@ -277,93 +278,84 @@ func (d *Deliverer) authenticate(c *client, t *Transport, host string) *result {
 }
 
 // send runs one transaction for the recipients idx on an open session.
-func (d *Deliverer) send(c *client, from string, t *Transport, host, mode string, m *queue.Message, idx []int) ([]result, bool, bool) {
-	out := make([]result, len(idx))
-	all := func(r result) []result {
-		r.host, r.tls, r.transport = host, mode, t.Name
-		for i := range out {
-			out[i] = r
-		}
-		return out
+// retryable reports a session that broke before the data, whose next
+// address may be tried.
+func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue.Message, idx []int) (out []result, retryable bool) {
+	all := func(r result) []result { return fill(len(idx), r.at(host, addr, "")) } // decisions of ours
+	sizeParam, hasSize := c.Extension("SIZE")
+	if max, err := strconv.ParseInt(sizeParam, 10, 64); hasSize && err == nil && max > 0 && m.Size > max {
+		return all(failure("5.3.4", "%s accepts at most %d bytes, the message has %d", host, max, m.Size)), false
 	}
-	if v, ok := c.ext["SIZE"]; ok {
-		if max, err := strconv.ParseInt(v, 10, 64); err == nil && max > 0 && m.Size > max {
-			return all(permFail("5.3.4 %s accepts at most %d bytes, the message has %d", host, max, m.Size)), false, false
-		}
+	_, hasUTF8 := c.Extension("SMTPUTF8")
+	if m.SMTPUTF8 && !hasUTF8 {
+		return all(failure("5.6.7", "%s does not support SMTPUTF8, which the message needs", host)), false
 	}
-	if m.SMTPUTF8 && !c.has("SMTPUTF8") {
-		return all(permFail("5.6.7 %s does not support SMTPUTF8, which the message needs", host)), false, false
+	var env smtpclient.Envelope
+	if hasSize {
+		env.MailParams = append(env.MailParams, fmt.Sprintf("SIZE=%d", m.Size))
 	}
-	env := envelope{from: from}
-	if c.has("SIZE") {
-		env.mailArgs += fmt.Sprintf(" SIZE=%d", m.Size)
-	}
-	if c.has("8BITMIME") {
+	if _, ok := c.Extension("8BITMIME"); ok {
 		if m.Body == "8BITMIME" || m.Body == "" {
-			env.mailArgs += " BODY=8BITMIME"
+			env.MailParams = append(env.MailParams, "BODY=8BITMIME")
 		}
 	} else if m.Body != "7BIT" {
 		// RFC 6152 §3: convert or return. We return, and only messages
 		// that really have 8-bit bytes.
 		if eight, err := d.has8bit(m.ID); err != nil || eight {
-			return all(permFail("5.6.3 %s does not support 8BITMIME and the message has 8-bit data", host)), false, false
+			return all(failure("5.6.3", "%s does not support 8BITMIME and the message has 8-bit data", host)), false
 		}
 	}
 	if m.SMTPUTF8 {
-		env.mailArgs += " SMTPUTF8"
+		env.MailParams = append(env.MailParams, "SMTPUTF8")
 	}
 	// UTF-8 in the envelope only with SMTPUTF8, which the check above
 	// makes sure the server has when the message asks for it.
-	smtputf8 := m.SMTPUTF8 && c.has("SMTPUTF8")
-	env.from = wireAddress(from, smtputf8)
-	dsn := c.has("DSN")
+	smtputf8 := m.SMTPUTF8 && hasUTF8
+	env.From = wireAddress(from, smtputf8)
+	_, dsn := c.Extension("DSN")
 	if dsn {
 		if m.Ret != "" {
-			env.mailArgs += " RET=" + m.Ret
+			env.MailParams = append(env.MailParams, "RET="+m.Ret)
 		}
 		if m.EnvID != "" {
-			env.mailArgs += " ENVID=" + xtext(m.EnvID)
+			env.MailParams = append(env.MailParams, "ENVID="+xtext(m.EnvID))
 		}
 	}
 	for _, i := range idx {
 		r := m.Recipients[i]
-		args := ""
+		var params []string
 		if dsn && r.Notify != "" {
-			args += " NOTIFY=" + r.Notify
+			params = append(params, "NOTIFY="+r.Notify)
 		}
 		if dsn && r.ORcpt != "" {
 			if p, ok := orcptParam(r.ORcpt, smtputf8); ok {
-				args += " ORCPT=" + p
+				params = append(params, "ORCPT="+p)
 			} else {
 				d.cfg.Log.Info("ORCPT left out: not an address", "id", m.ID, "to", r.Address, "orcpt", r.ORcpt)
 			}
 		}
-		env.rcpts = append(env.rcpts, wireAddress(r.Address, smtputf8))
-		env.rcptArgs = append(env.rcptArgs, args)
+		env.Rcpts = append(env.Rcpts, smtpclient.Rcpt{To: wireAddress(r.Address, smtputf8), Params: params})
 	}
 	f, err := d.cfg.Queue.Data(m.ID)
 	if err != nil {
-		return all(tempFail("4.3.0 reading the queued data: %v", err)), false, false
+		return fill(len(idx), failure("4.3.0", "reading the queued data: %v", err)), false
 	}
 	defer f.Close()
-	mailErr, rcptErrs, reply, dataErr := c.transaction(env, f, m.Size)
-	if mailErr != nil {
-		r := smtpResult(host, "MAIL", mailErr)
-		return all(r), isConnError(mailErr) && !r.permanent, false
-	}
+	final, errs := c.Transaction(env, f, m.Size)
+	out = make([]result, len(idx))
 	for k := range idx {
-		switch {
-		case rcptErrs[k] != nil:
-			out[k] = smtpResult(host, "RCPT", rcptErrs[k])
-		case dataErr != nil:
-			out[k] = smtpResult(host, "DATA", dataErr)
-		default:
-			notify := strings.ToUpper(m.Recipients[idx[k]].Notify)
-			out[k] = result{reply: "250 " + strings.ReplaceAll(reply, "\n", " "), relayed: !dsn && strings.Contains(notify, "SUCCESS")}
+		if errs[k] != nil {
+			out[k] = sessionResult(host, addr, errs[k])
+			continue
 		}
-		out[k].host, out[k].tls, out[k].transport = host, mode, t.Name
+		out[k] = replyResult(final).at(host, addr, smtpclient.StepDATA)
+		notify := strings.ToUpper(m.Recipients[idx[k]].Notify)
+		out[k].relayed = !dsn && strings.Contains(notify, "SUCCESS")
 	}
-	return out, false, false
+	var e *smtpclient.Error
+	retryable = len(errs) > 0 && errors.As(errs[0], &e) && e.Reply == nil &&
+		(e.Step == smtpclient.StepMAIL || e.Step == smtpclient.StepRCPT)
+	return out, retryable
 }
 
 // wireAddress returns addr as it goes in MAIL or RCPT: as it is with
@@ -490,26 +482,4 @@ func (d *Deliverer) has8bit(id string) (bool, error) {
 			return false, err
 		}
 	}
-}
-
-// smtpResult classifies an error from the go-smtp client: 5xx replies are
-// permanent, anything else temporary.
-func smtpResult(host, step string, err error) result {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		ec := ""
-		if se.EnhancedCode != smtp.NoEnhancedCode && se.EnhancedCode != (smtp.EnhancedCode{}) {
-			ec = fmt.Sprintf("%d.%d.%d ", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-		}
-		e := fmt.Errorf("%s%s said at %s: %d %s", ec, host, step, se.Code, se.Message)
-		return result{err: e, permanent: se.Code >= 500}
-	}
-	return tempFail("4.4.2 %s at %s: %v", host, step, err)
-}
-
-// isConnError reports an error that is not an SMTP reply: the session is
-// gone.
-func isConnError(err error) bool {
-	var se *smtp.SMTPError
-	return err != nil && !errors.As(err, &se)
 }

@@ -1,0 +1,280 @@
+// Package config is the configuration of elit serve: one typed struct,
+// its defaults as one Go literal (Default), the flags and the JSON file
+// (-config) that set it, with the command line winning over the file and
+// the file over the defaults, one validation (Check), the effective
+// configuration for the log with secrets masked (LogValue), and the
+// configurations of the server's parts made from it (ReceiveConfig,
+// DeliverConfig, CertsConfig, Loader, Listeners), so that no setting is
+// lost on the way.
+//
+// An invalid configuration is an *Error: elit serve exits 125 on it,
+// gokrazy's "do not restart me", since restarting will not fix it.
+package config
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/crypto/acme/autocert"
+
+	"elit.local/elit/deliver"
+)
+
+// Config is everything elit serve is told. Each field names its flag,
+// which is also its key in the -config file.
+type Config struct {
+	// File is the JSON file of settings read by ApplyFile (-config; ""
+	// none).
+	File string
+	// Domain is the mail domain: names without @ in the user database are
+	// at it (-domain, required).
+	Domain string
+	// Domains are more local domains (the file's "domains").
+	Domains []string
+	// Hostname is the host name in the greeting, EHLO, Received and the
+	// self-signed certificate (-hostname; default: the system host name if
+	// it has a dot, else mail.DOMAIN).
+	Hostname string
+	// LogLevel is the least level logged (-log-level).
+	LogLevel slog.Level
+	// Version is the program's version, for the log and the status page:
+	// set by the program, not a setting.
+	Version string
+
+	State    State
+	Database Database
+	Receive  Receive
+	Delivery Delivery
+	TLS      TLS
+	HTTP     HTTP
+}
+
+// State is the state directory and what elit keeps there.
+type State struct {
+	// Dir is the state directory: queue, keys, certificates, the cached
+	// user database (-state; /perm/elit on the appliance, else
+	// ./elit-state).
+	Dir string
+}
+
+// Database is where the user database comes from.
+type Database struct {
+	// Image is a OneFFS image file or block device holding the JSON, or
+	// partname:NAME / partuuid:UUID (-db; on the appliance, where /perm
+	// exists, partname:oneffs when -db-json is not given either).
+	Image string
+	// JSON is a plain JSON file (-db-json; development).
+	JSON string
+	// SectorSize is the OneFFS sector size of Image (-db-sector-size; 0:
+	// the device's, or 512 for a file).
+	SectorSize int
+	// CheckInterval is how often to look for a changed database
+	// (-db-check-interval; 0 disables; SIGHUP reloads at once).
+	CheckInterval time.Duration
+}
+
+// Receive is how mail comes in: the listeners and the limits of a
+// connection and of a message (docs/architecture.md, Limits).
+type Receive struct {
+	MXAddr          string // MX listen address, port 25 (-mx-addr; "" disables)
+	SubmissionAddr  string // submission with STARTTLS, port 587 (-submission-addr; "" disables)
+	SubmissionsAddr string // submission over implicit TLS, port 465 (-submissions-addr; "" disables)
+	// Postmaster is where mail to postmaster@ goes when the database has
+	// no postmaster (-postmaster; default: the mailboxes of the first user
+	// that can log in).
+	Postmaster string
+	// SRS rewrites the envelope sender of forwarded mail, with the key
+	// STATE/srs.key (-srs).
+	SRS bool
+
+	MaxSize              int64         // message size in bytes (-max-size)
+	MaxRecipients        int           // recipients per message (-max-recipients)
+	MaxLineLength        int           // bytes per line, commands and message (-max-line-length)
+	MaxConns             int           // concurrent connections (-max-conns)
+	MaxConnsPerIP        int           // concurrent connections from one client (-max-conns-per-ip)
+	ReadTimeout          time.Duration // per command or piece of message (-read-timeout)
+	WriteTimeout         time.Duration // per reply (-write-timeout)
+	MaxSessionTime       time.Duration // length of a connection (-max-session-time)
+	MaxAuthFailures      int           // failed logins per connection, then closed (-max-auth-failures)
+	MaxAuthFailuresPerIP int           // failed logins per client in AuthFailureWindow, then AUTH refused (-max-auth-failures-per-ip)
+	AuthFailureWindow    time.Duration // (-auth-failure-window)
+	AuthFailureDelay     time.Duration // before a failed login's reply, times the failures so far (-auth-failure-delay; negative: none)
+	MaxHops              int           // Received fields before a message is a loop (-max-hops)
+	SoftErrorLimit       int           // error replies on a connection before each waits ErrorSleep (-soft-error-limit)
+	HardErrorLimit       int           // error replies on a connection before 421 and close (-hard-error-limit)
+	ErrorSleep           time.Duration // delay of each error reply past SoftErrorLimit (-error-sleep; negative: none)
+	MaxErrorsPerIP       int           // error replies to one client in ErrorWindow, then refused (-max-errors-per-ip)
+	ErrorWindow          time.Duration // (-error-window)
+}
+
+// Delivery is how mail goes out.
+type Delivery struct {
+	// Enabled delivers queued mail; false only queues it (-deliver).
+	Enabled bool
+	// Resolver is the DNS server (host:port) for outgoing mail (-resolver;
+	// default: the first nameserver of /etc/resolv.conf, read at each
+	// lookup).
+	Resolver string
+	// Smarthost relays all outgoing mail not routed elsewhere through
+	// this host:port, without MX lookups (-smarthost).
+	Smarthost string
+	// Port is the destination port of direct delivery (-delivery-port).
+	Port              string
+	RetryFirst        time.Duration // before the first retry, then doubling (-retry-first)
+	RetryMax          time.Duration // longest delay between two attempts (-retry-max)
+	QueueLifetime     time.Duration // how long to retry before bouncing (-queue-lifetime)
+	DelayWarning      time.Duration // when the sender is told of a delay (-delay-warning; negative: never)
+	MaxDeliveries     int           // messages in delivery at once (-max-deliveries)
+	MaxPerDestination int           // connections to one destination at once (-max-per-destination)
+	// Transports and Routes are the file's "transports" and "routes"
+	// (deliver.Transport, deliver.Route).
+	Transports map[string]*deliver.Transport
+	Routes     []deliver.Route
+}
+
+// TLS is where the server's certificate comes from.
+type TLS struct {
+	// Cert and Key are the certificate chain and private key, PEM files
+	// (-tls-cert, -tls-key; default: a self-signed certificate made once
+	// in STATE/tls).
+	Cert, Key string
+	ACME      ACME
+}
+
+// ACME gets the host name's certificate by ACME (RFC 8555), kept in
+// STATE/acme; until it comes, the -tls-cert or self-signed one serves.
+type ACME struct {
+	Enabled   bool   // (-acme)
+	Directory string // directory URL (-acme-directory; Let's Encrypt)
+	Email     string // account contact (-acme-email)
+	// TLSAddr answers TLS-ALPN-01 challenges (-acme-tls-addr; port 443 as
+	// the ACME server sees it; "" disables).
+	TLSAddr string
+	// HTTPAddr answers HTTP-01 challenges (-acme-http-addr; port 80 as the
+	// ACME server sees it; "" disables).
+	HTTPAddr string
+	// CAFile is the CA of the ACME server's HTTPS certificate, for a
+	// private ACME server (-acme-ca-file; default: the system's).
+	CAFile string
+}
+
+// HTTP is the web side: metrics and the status page.
+type HTTP struct {
+	// MetricsAddr serves Prometheus metrics at /metrics (-metrics-addr;
+	// "" disables).
+	MetricsAddr string
+	// StatusAddr serves the status page and PUT /db to clients on private
+	// networks, user gokrazy (-http-addr; "" disables).
+	StatusAddr string
+	// PasswordFile holds the StatusAddr password (-http-password-file;
+	// default: gokrazy's, see DefaultPasswordFiles).
+	PasswordFile string
+}
+
+// DefaultPasswordFiles are where gokrazy keeps its web password: /perm
+// first, then the one built into the root file system.
+var DefaultPasswordFiles = []string{"/perm/gokr-pw.txt", "/etc/gokr-pw.txt"}
+
+// ResolvConf names the DNS server when Delivery.Resolver does not; DHCP
+// writes it, on the appliance after elit has started.
+const ResolvConf = "/etc/resolv.conf"
+
+// Default returns the defaults: every setting's default is here.
+func Default() *Config {
+	return &Config{
+		LogLevel: slog.LevelInfo,
+		State:    State{Dir: DefaultStateDir()},
+		Database: Database{CheckInterval: 30 * time.Second},
+		Receive: Receive{
+			MXAddr:               ":25",
+			SubmissionAddr:       ":587",
+			SubmissionsAddr:      ":465",
+			SRS:                  true,
+			MaxSize:              10_240_000,
+			MaxRecipients:        100,
+			MaxLineLength:        4096,
+			MaxConns:             500,
+			MaxConnsPerIP:        50,
+			ReadTimeout:          5 * time.Minute,
+			WriteTimeout:         5 * time.Minute,
+			MaxSessionTime:       time.Hour,
+			MaxAuthFailures:      3,
+			MaxAuthFailuresPerIP: 10,
+			AuthFailureWindow:    15 * time.Minute,
+			AuthFailureDelay:     time.Second,
+			MaxHops:              50,
+			SoftErrorLimit:       10,
+			HardErrorLimit:       20,
+			ErrorSleep:           time.Second,
+			MaxErrorsPerIP:       100,
+			ErrorWindow:          time.Hour,
+		},
+		Delivery: Delivery{
+			Enabled:           true,
+			Port:              "25",
+			RetryFirst:        5 * time.Minute,
+			RetryMax:          8 * time.Hour,
+			QueueLifetime:     5 * 24 * time.Hour,
+			DelayWarning:      4 * time.Hour,
+			MaxDeliveries:     20,
+			MaxPerDestination: 10,
+		},
+		TLS: TLS{ACME: ACME{Directory: autocert.DefaultACMEDirectory, TLSAddr: ":443"}},
+	}
+}
+
+// onAppliance says whether this is the appliance: gokrazy's /perm exists.
+func onAppliance() bool {
+	fi, err := os.Stat("/perm")
+	return err == nil && fi.IsDir()
+}
+
+// DefaultStateDir is the state directory when -state does not say:
+// /perm/elit on the appliance, else elit-state in the working directory.
+func DefaultStateDir() string {
+	if onAppliance() {
+		return "/perm/elit"
+	}
+	return "elit-state"
+}
+
+// Queue is the queue directory.
+func (s State) Queue() string { return filepath.Join(s.Dir, "queue") }
+
+// ControlSocket is where the running server takes operator commands.
+func (s State) ControlSocket() string { return filepath.Join(s.Dir, "control.sock") }
+
+// Key is the secret that signs the addresses the server hands out (SRS
+// addresses, list members' bounce addresses).
+func (s State) Key() string { return filepath.Join(s.Dir, "srs.key") }
+
+// UsersCache is the last good copy of the user database.
+func (s State) UsersCache() string { return filepath.Join(s.Dir, "users.json") }
+
+// ListBounces is the bounce count of each list member.
+func (s State) ListBounces() string { return filepath.Join(s.Dir, "list-bounces.json") }
+
+// SelfSigned is the directory of the self-signed certificate.
+func (s State) SelfSigned() string { return filepath.Join(s.Dir, "tls") }
+
+// ACMECache is the directory of the ACME account key and certificates.
+func (s State) ACMECache() string { return filepath.Join(s.Dir, "acme") }
+
+// Source is where the user database is read from: Image or JSON.
+func (d Database) Source() string {
+	if d.Image != "" {
+		return d.Image
+	}
+	return d.JSON
+}
+
+// PasswordFiles are the files to read the status page password from, in
+// order.
+func (h HTTP) PasswordFiles() []string {
+	if h.PasswordFile != "" {
+		return []string{h.PasswordFile}
+	}
+	return DefaultPasswordFiles
+}

@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"elit.local/elit/certs"
+	"elit.local/elit/config"
+	"elit.local/elit/metrics"
+	"elit.local/elit/status"
+)
+
+// tlsConfig is the TLS configuration of the SMTP listeners.
+func tlsConfig(src *certs.Source) *tls.Config {
+	return &tls.Config{
+		GetCertificate: src.GetCertificate,
+		MinVersion:     tls.VersionTLS12,
+	}
+}
+
+// serveHTTP starts the HTTP servers the configuration asks for: metrics,
+// the status page st (its password read here), and the ACME challenges
+// (and the first ACME certificate's retrieval); they stop when ctx ends.
+func serveHTTP(ctx context.Context, cfg *config.Config, src *certs.Source, st *status.Server, log *slog.Logger) error {
+	if addr := cfg.HTTP.MetricsAddr; addr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Default)
+		a, err := listenHTTP(ctx, addr, mux)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		log.Info("metrics listening", "addr", a.String())
+	}
+	if addr := cfg.HTTP.StatusAddr; addr != "" {
+		pw, err := status.ReadPassword(cfg.HTTP.PasswordFiles())
+		if err != nil {
+			return config.Errorf("-http-addr: %w", err)
+		}
+		st.Password = pw
+		a, err := listenHTTP(ctx, addr, st.Handler())
+		if err != nil {
+			return fmt.Errorf("status page: %w", err)
+		}
+		st.Log.Info("status page listening", "addr", a.String())
+	}
+	if acme := cfg.TLS.ACME; acme.Enabled {
+		if acme.HTTPAddr != "" {
+			if _, err := listenHTTP(ctx, acme.HTTPAddr, src.HTTPHandler()); err != nil {
+				return fmt.Errorf("ACME HTTP-01: %w", err)
+			}
+		}
+		if acme.TLSAddr != "" {
+			l, err := net.Listen("tcp", acme.TLSAddr)
+			if err != nil {
+				return fmt.Errorf("ACME TLS-ALPN-01: %w", err)
+			}
+			go src.ServeALPN(ctx, l)
+		}
+		go src.Obtain(ctx)
+	}
+	return nil
+}
+
+// listenHTTP serves h on addr until ctx ends.
+func listenHTTP(ctx context.Context, addr string, h http.Handler) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+	go hs.Serve(l)
+	go func() {
+		<-ctx.Done()
+		hs.Close()
+	}()
+	return l.Addr(), nil
+}
