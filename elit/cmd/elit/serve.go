@@ -34,13 +34,16 @@ import (
 	"github.com/google/renameio/v2"
 	"golang.org/x/crypto/acme/autocert"
 
+	"elit.local/elit/auth"
+	"elit.local/elit/decide"
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
 	"elit.local/elit/lists"
+	"elit.local/elit/mailaddr"
 	"elit.local/elit/metrics"
+	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
-	"elit.local/elit/mailaddr"
 	"elit.local/elit/srs"
 	"elit.local/elit/userdb"
 	"elit.local/oneffs"
@@ -515,18 +518,20 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		}
 	}
 
+	steps := decide.Steps{
+		&policy.Hops{Max: c.maxHops, Log: log},
+		&policy.Sender{Users: loader.DB, Log: log},
+		&policy.Route{Users: loader.DB, Postmaster: postmaster, SRS: rewriter, ListSigner: signer, ListBounce: listBounce, Log: log},
+	}
 	srv, err := receive.New(receive.Config{
 		Hostname:          c.hostname,
-		Users:             loader.DB,
+		Steps:             steps,
+		Auth:              &auth.Server{Users: loader.DB, Hostname: c.hostname},
 		Queue:             q,
 		Deliver:           notify,
 		Log:               log,
 		TLS:               tlsConfig,
 		CertDER:           certs.CertDER,
-		Postmaster:        postmaster,
-		SRS:               rewriter,
-		ListBounce:        listBounce,
-		ListSigner:        signer,
 		MaxSize:           c.maxSize,
 		MaxRecipients:     c.maxRcpt,
 		MaxLineLength:     c.maxLine,
@@ -539,7 +544,6 @@ func serve(ctx context.Context, c *serveConfig, stderr io.Writer) error {
 		MaxAuthFailIP:     c.maxAuthFailIP,
 		AuthFailWindow:    c.authWindow,
 		AuthFailureDelay:  c.authDelay,
-		MaxHops:           c.maxHops,
 		SoftErrorLimit:    c.softErrors,
 		HardErrorLimit:    c.hardErrors,
 		ErrorSleep:        c.errorSleep,
