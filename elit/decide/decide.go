@@ -185,8 +185,8 @@ type Step interface {
 // needs.
 type Nop struct{}
 
-func (Nop) Mail(context.Context, *Transaction) error         { return nil }
-func (Nop) Rcpt(context.Context, *Transaction, *Rcpt) error  { return nil }
+func (Nop) Mail(context.Context, *Transaction) error           { return nil }
+func (Nop) Rcpt(context.Context, *Transaction, *Rcpt) error    { return nil }
 func (Nop) Data(context.Context, *Transaction, *Message) error { return nil }
 
 // Steps runs steps in order.

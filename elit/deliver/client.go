@@ -19,8 +19,8 @@ import (
 
 	"elit.local/elit/auth"
 	"elit.local/elit/dns"
-	"elit.local/elit/queue"
 	"elit.local/elit/mailaddr"
+	"elit.local/elit/queue"
 )
 
 // deliverDomain delivers the recipients idx of m with transport t: all at

@@ -21,9 +21,9 @@ import (
 
 	"elit.local/elit/dns"
 	"elit.local/elit/lists"
+	"elit.local/elit/mailaddr"
 	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
-	"elit.local/elit/mailaddr"
 	"elit.local/elit/userdb"
 )
 
