@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ func (e *Error) Error() string {
 	}
 	return "authentication failed: " + e.Reason
 }
+
+// IsMalformed reports whether the client broke the protocol.
+func (e *Error) IsMalformed() bool { return e.Malformed }
 
 func malformed(format string, args ...any) *Error {
 	return &Error{Malformed: true, Reason: fmt.Sprintf(format, args...)}
@@ -67,6 +71,27 @@ func (c *Config) nonce() string {
 	b := make([]byte, 18)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Server offers the mechanisms of the user database in use to an SMTP
+// server (it is a receive.Authenticator): those some stored secret
+// supports.
+type Server struct {
+	Users    func() *userdb.DB // the database in use
+	Hostname string            // for CRAM-MD5 challenges
+}
+
+// Mechanisms lists the mechanisms on offer.
+func (s *Server) Mechanisms() []string { return s.Users().Mechanisms() }
+
+// Start begins an exchange of mechanism on a connection in state tls
+// whose server certificate is certDER; done gets the login of the user
+// once authenticated.
+func (s *Server) Start(mechanism string, tls *tls.ConnectionState, certDER []byte, done func(login string)) (sasl.Server, error) {
+	db := s.Users()
+	cfg := &Config{Hostname: s.Hostname, TLS: tls, CertDER: certDER,
+		PlusAdvertised: slices.Contains(db.Mechanisms(), "SCRAM-SHA-256-PLUS")}
+	return New(mechanism, db, cfg, func(u *userdb.User) { done(u.Name) })
 }
 
 // ErrUnknownMechanism is returned by New for a mechanism it does not know.

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"elit.local/elit/certs"
+	"elit.local/elit/decide"
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
+	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
 	"elit.local/elit/userdb"
@@ -81,7 +83,7 @@ func TestEveryFlagArrives(t *testing.T) {
 		want  any // nil: the value set
 	}{
 		"config":    {value: file, got: func(m *made) any { return []any{hosts(m.deliver.Transports), m.deliver.Routes, m.db.Domains()} }, want: []any{[]string{"relay relay.example:587"}, []deliver.Route{{User: "din", Transport: "relay"}}, []string{"example.org", "other.example"}}},
-		"domain":    {value: "example.net", got: func(m *made) any { return []string{m.receive.SRS.Domain, m.db.Users()[0].Address} }, want: []string{"example.net", "json@example.net"}},
+		"domain":    {value: "example.net", got: func(m *made) any { return []string{step[*policy.Route](m).SRS.Domain, m.db.Users()[0].Address} }, want: []string{"example.net", "json@example.net"}},
 		"hostname":  {value: "mx.example.org", got: func(m *made) any { return []string{m.receive.Hostname, m.deliver.Hostname, m.certs.Hostname} }, want: []string{"mx.example.org", "mx.example.org", "mx.example.org"}},
 		"log-level": {value: "debug", got: func(m *made) any { return m.cfg.LogLevel }},
 		"state": {value: filepath.Join(dir, "state2"), got: func(m *made) any {
@@ -94,8 +96,8 @@ func TestEveryFlagArrives(t *testing.T) {
 		"mx-addr":                  {value: "127.0.0.1:2525", got: func(m *made) any { return m.listeners[receive.MX] }},
 		"submission-addr":          {value: "127.0.0.1:5870", got: func(m *made) any { return m.listeners[receive.Submission] }},
 		"submissions-addr":         {value: "127.0.0.1:4650", got: func(m *made) any { return m.listeners[receive.Submissions] }},
-		"postmaster":               {value: "pm@example.org", got: rcv(func(r receive.Config) any { return r.Postmaster })},
-		"srs":                      {got: rcv(func(r receive.Config) any { return r.SRS != nil })},
+		"postmaster":               {value: "pm@example.org", got: func(m *made) any { return step[*policy.Route](m).Postmaster }},
+		"srs":                      {got: func(m *made) any { return step[*policy.Route](m).SRS != nil }},
 		"max-size":                 {got: rcv(func(r receive.Config) any { return r.MaxSize })},
 		"max-recipients":           {got: rcv(func(r receive.Config) any { return r.MaxRecipients })},
 		"max-line-length":          {got: rcv(func(r receive.Config) any { return r.MaxLineLength })},
@@ -108,7 +110,7 @@ func TestEveryFlagArrives(t *testing.T) {
 		"max-auth-failures-per-ip": {got: rcv(func(r receive.Config) any { return r.MaxAuthFailIP })},
 		"auth-failure-window":      {got: rcv(func(r receive.Config) any { return r.AuthFailWindow })},
 		"auth-failure-delay":       {got: rcv(func(r receive.Config) any { return r.AuthFailureDelay })},
-		"max-hops":                 {got: rcv(func(r receive.Config) any { return r.MaxHops })},
+		"max-hops":                 {got: func(m *made) any { return step[*policy.Hops](m).Max }},
 		"soft-error-limit":         {got: rcv(func(r receive.Config) any { return r.SoftErrorLimit })},
 		"hard-error-limit":         {got: rcv(func(r receive.Config) any { return r.HardErrorLimit })},
 		"error-sleep":              {got: rcv(func(r receive.Config) any { return r.ErrorSleep })},
@@ -200,4 +202,15 @@ func hosts(ts map[string]*deliver.Transport) []string {
 		s = append(s, name+" "+t.Host)
 	}
 	return s
+}
+
+// step is the decide step of type T that the receive configuration has.
+func step[T decide.Step](m *made) T {
+	for _, s := range m.receive.Steps {
+		if t, ok := s.(T); ok {
+			return t
+		}
+	}
+	var zero T
+	return zero
 }

@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"log/slog"
 
+	"elit.local/elit/auth"
 	"elit.local/elit/certs"
+	"elit.local/elit/decide"
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
 	"elit.local/elit/lists"
+	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
 	"elit.local/elit/srs"
@@ -39,6 +42,22 @@ type Parts struct {
 	Notify func(*queue.Message)
 }
 
+// Steps are the decide steps, in order (elit/decide): the hop count, the
+// sender binding of submission, then where each recipient goes.
+func (c *Config) Steps(p Parts) decide.Steps {
+	r := c.Receive
+	var rewriter *srs.SRS
+	if r.SRS {
+		rewriter = &srs.SRS{Key: p.Key, Domain: c.Domain}
+	}
+	return decide.Steps{
+		&policy.Hops{Max: r.MaxHops, Log: p.Log},
+		&policy.Sender{Users: p.Users, Log: p.Log},
+		&policy.Route{Users: p.Users, Postmaster: cmp.Or(r.Postmaster, p.Postmaster), SRS: rewriter,
+			ListSigner: p.ListSigner, ListBounce: p.ListBounce, Log: p.Log},
+	}
+}
+
 // ReceiveConfig is the configuration of the SMTP server. It is the one place
 // a receive.Config is made.
 func (c *Config) ReceiveConfig(p Parts) receive.Config {
@@ -48,22 +67,15 @@ func (c *Config) ReceiveConfig(p Parts) receive.Config {
 		log := p.Log
 		notify = func(m *queue.Message) { log.Debug("queued, delivery off", "id", m.ID) }
 	}
-	var rewriter *srs.SRS
-	if r.SRS {
-		rewriter = &srs.SRS{Key: p.Key, Domain: c.Domain}
-	}
 	return receive.Config{
 		Hostname:          c.Hostname,
-		Users:             p.Users,
+		Steps:             c.Steps(p),
+		Auth:              &auth.Server{Users: p.Users, Hostname: c.Hostname},
 		Queue:             p.Queue,
 		Deliver:           notify,
 		Log:               p.Log,
 		TLS:               p.TLS,
 		CertDER:           p.CertDER,
-		Postmaster:        cmp.Or(r.Postmaster, p.Postmaster),
-		SRS:               rewriter,
-		ListBounce:        p.ListBounce,
-		ListSigner:        p.ListSigner,
 		MaxSize:           r.MaxSize,
 		MaxRecipients:     r.MaxRecipients,
 		MaxLineLength:     r.MaxLineLength,
@@ -76,7 +88,6 @@ func (c *Config) ReceiveConfig(p Parts) receive.Config {
 		MaxAuthFailIP:     r.MaxAuthFailuresPerIP,
 		AuthFailWindow:    r.AuthFailureWindow,
 		AuthFailureDelay:  r.AuthFailureDelay,
-		MaxHops:           r.MaxHops,
 		SoftErrorLimit:    r.SoftErrorLimit,
 		HardErrorLimit:    r.HardErrorLimit,
 		ErrorSleep:        r.ErrorSleep,

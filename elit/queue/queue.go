@@ -110,7 +110,13 @@ type Message struct {
 	// OrigFrom is the sender as received when From was rewritten (SRS).
 	OrigFrom   string      `json:"orig_from,omitempty"`
 	Recipients []Recipient `json:"recipients"`
-	Size       int64       `json:"size"`
+	// Header is header fields written above the data when it is read
+	// (Content): our Received field and what the decide steps added
+	// (RFC 5321 §4.4: a trace field goes at the top). The data file holds
+	// the message as the client sent it.
+	Header string `json:"header,omitempty"`
+	// Size is the size of the message with Header, in bytes.
+	Size int64 `json:"size"`
 	// Where it came from.
 	ClientAddr string `json:"client_addr,omitempty"`
 	Helo       string `json:"helo,omitempty"`
@@ -286,6 +292,12 @@ func (in *Incoming) ID() string { return in.id }
 // Size returns the number of bytes written so far.
 func (in *Incoming) Size() int64 { return in.n }
 
+// Reader reads what was written so far, from the start: the decide steps
+// read the spooled message through it instead of the network again.
+func (in *Incoming) Reader() io.Reader {
+	return io.NewSectionReader(in.f, 0, in.n)
+}
+
 func (in *Incoming) Write(p []byte) (int, error) {
 	n, err := in.f.Write(p)
 	in.n += int64(n)
@@ -313,7 +325,7 @@ func (s *Store) Commit(in *Incoming, m *Message) error {
 	if m.Received.IsZero() {
 		m.Received = s.now()
 	}
-	m.Size = in.n
+	m.Size = int64(len(m.Header)) + in.n
 	for i := range m.Recipients {
 		if m.Recipients[i].Status == "" {
 			m.Recipients[i].Status = Pending
@@ -398,8 +410,30 @@ func (s *Store) Get(id string) (*Message, error) {
 	return m, nil
 }
 
-// Data opens the message data.
-func (s *Store) Data(id string) (*os.File, error) {
+// Data reads a queued message as it goes out: its Header (our Received
+// field, and what the decide steps added), then the data as received.
+func (s *Store) Data(id string) (io.ReadCloser, error) {
+	f, err := s.dataFile(id)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.Get(id)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if m.Header == "" {
+		return f, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(strings.NewReader(m.Header), f), f}, nil
+}
+
+// dataFile opens the data file of a queued message: the message as
+// received, without its Header.
+func (s *Store) dataFile(id string) (*os.File, error) {
 	path, err := s.path(id, ".msg")
 	if err != nil {
 		return nil, err

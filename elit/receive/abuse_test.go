@@ -24,6 +24,7 @@ import (
 
 	"elit.local/elit/internal/testlib"
 	"elit.local/elit/lists"
+	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/srs"
 )
@@ -56,10 +57,12 @@ func abuseServer(t *testing.T, mod func(*Config)) (string, *queue.Store, *bounce
 	t.Helper()
 	bl := &bounceLog{}
 	addr, q := testServer(t, MX, func(c *Config) {
-		c.SRS = abuseSRS
-		c.ListSigner = abuseSigner
-		c.ListBounce = bl.record
-		c.Postmaster = "din@example.org"
+		c.Steps = testSteps(testDB(t), 50, func(r *policy.Route) {
+			r.SRS = abuseSRS
+			r.ListSigner = abuseSigner
+			r.ListBounce = bl.record
+			r.Postmaster = "din@example.org"
+		})
 		c.TLS = testTLSConfig(t)
 		if mod != nil {
 			mod(c)

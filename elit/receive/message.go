@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"elit.local/elit/decide"
 )
 
 // Errors from scanning a message.
@@ -19,18 +21,20 @@ var (
 		Message: "Message refused: header section too large"}
 )
 
-// maxHeaderField bounds the header fields kept for checks (From); longer
-// ones are still passed through but not examined.
+// maxHeaderField bounds the header fields kept for the decide steps;
+// longer ones are still passed through, marked Long. The header section
+// is bounded in bytes and in fields.
 const (
 	maxHeaderField   = 16 << 10
 	maxHeaderSection = 1 << 20
+	maxHeaderFields  = 10000
 )
 
 // scanner looks at a message as it streams into the queue: it refuses
 // bare CR and bare LF anywhere (the SMTP smuggling family of
 // CVE-2023-51764: such a line could end the message at a later hop), and
-// reads the header section (RFC 5322 §2.2) for the checks made at the end
-// of DATA.
+// reads the header section (RFC 5322 §2.2) for the decide steps at the
+// end of DATA.
 type scanner struct {
 	prev       byte // last byte seen
 	inHeader   bool
@@ -41,9 +45,8 @@ type scanner struct {
 	field      []byte // the current field, unfolded, up to maxHeaderField
 	fieldLong  bool
 
-	received int      // Received fields
-	from     []string // From field values
-	err      error
+	fields []decide.Field // the header section, unfolded
+	err    error
 }
 
 func newScanner() *scanner { return &scanner{inHeader: true, lineStart: true} }
@@ -92,6 +95,9 @@ func (s *scanner) Write(p []byte) (int, error) {
 			s.field = append(s.field[:0], line...)
 			s.fieldLong = long
 		}
+		if s.err != nil {
+			return i, s.err
+		}
 	}
 	return len(p), nil
 }
@@ -102,16 +108,14 @@ func (s *scanner) endField() {
 	}
 	name, value, ok := bytes.Cut(s.field, []byte(":"))
 	if ok {
-		switch strings.ToLower(string(bytes.TrimRight(name, " \t"))) {
-		case "received":
-			s.received++
-		case "from":
-			if s.fieldLong {
-				s.from = append(s.from, "") // unparseable: refused by the From check
-			} else {
-				s.from = append(s.from, string(value))
-			}
+		f := decide.Field{Name: string(bytes.TrimRight(name, " \t")), Long: s.fieldLong}
+		if !f.Long {
+			f.Value = string(value)
 		}
+		if len(s.fields) == maxHeaderFields {
+			s.err = errHeaderTooLong
+		}
+		s.fields = append(s.fields, f)
 	}
 	s.field, s.fieldLong = s.field[:0], false
 }
@@ -129,7 +133,7 @@ func (s *scanner) close() error {
 	if s.inHeader {
 		s.endField() // a message of headers only
 	}
-	return nil
+	return s.err
 }
 
 // receivedHeader is the trace field of RFC 5321 §4.4, with the protocol

@@ -1,8 +1,10 @@
 // Package receive is the SMTP side of Elit: the MX (port 25, mail for our
 // addresses from anywhere, RFC 5321) and submission (ports 587 with
 // STARTTLS and 465 with implicit TLS, our users sending, RFC 6409 and
-// RFC 8314), in one server over emersion/go-smtp. A message is answered
-// 250 only once it is durably in the queue, its local recipients expanded.
+// RFC 8314), in one server over emersion/go-smtp. It speaks the protocol
+// and enforces its limits; what to accept and where it goes is for the
+// decide steps (elit/decide), asked at MAIL, RCPT and the end of DATA. A
+// message is answered 250 only once it is durably in the queue.
 package receive
 
 import (
@@ -14,12 +16,11 @@ import (
 	"net"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"elit.local/elit/lists"
+	"elit.local/elit/decide"
 	"elit.local/elit/queue"
-	"elit.local/elit/srs"
-	"elit.local/elit/userdb"
 )
 
 // Mode is what a listener serves.
@@ -35,11 +36,25 @@ func (m Mode) String() string {
 	return [...]string{"mx", "submission", "submissions"}[m]
 }
 
+// Authenticator is the SASL side of AUTH (RFC 4954): the mechanisms on
+// offer, and the server side of one exchange. done is called with the
+// user's login once the client is authenticated. A failure that the
+// client caused by breaking the protocol may say so with a method
+// IsMalformed() bool.
+type Authenticator interface {
+	Mechanisms() []string
+	Start(mechanism string, tls *tls.ConnectionState, certDER []byte, done func(login string)) (sasl.Server, error)
+}
+
 // Config configures a Server. Zero limits take the defaults below.
 type Config struct {
-	Hostname string            // in the greeting, EHLO and Received
-	Users    func() *userdb.DB // the database in use (it may change between calls)
-	Queue    *queue.Store
+	Hostname string // in the greeting, EHLO and Received
+	// Steps decide at MAIL, RCPT and the end of DATA (elit/decide): with
+	// none, every recipient is refused.
+	Steps decide.Steps
+	// Auth offers AUTH on the submission listeners; nil offers none.
+	Auth  Authenticator
+	Queue *queue.Store
 	// Deliver is told about each message queued; it must not block.
 	Deliver func(*queue.Message)
 	Log     *slog.Logger
@@ -48,17 +63,6 @@ type Config struct {
 	// tls-server-end-point channel binding.
 	TLS     *tls.Config
 	CertDER func() []byte
-	// SRS, when set, rewrites the envelope sender of mail the MX forwards
-	// and takes bounces to rewritten addresses back.
-	SRS *srs.SRS
-	// ListSigner checks the bounce addresses of list members
-	// (lists.Signer.BounceAddress) and ListBounce records a bounce to one;
-	// without both such addresses are unknown.
-	ListSigner *lists.Signer
-	ListBounce func(list, member, reason string)
-	// Postmaster receives mail for postmaster@ a local domain when the
-	// database has no such name (RFC 5321 §4.5.1).
-	Postmaster string
 
 	MaxSize         int64         // message size in bytes (10 MB, as Postfix)
 	MaxRecipients   int           // RCPT commands per message (100)
@@ -86,7 +90,6 @@ type Config struct {
 	MaxAuthFailIP     int           // per client address in AuthFailWindow, then 454 (10)
 	AuthFailWindow    time.Duration // (15 min)
 	AuthFailureDelay  time.Duration // before answering a failure, times the failures so far (1 s)
-	MaxHops           int           // Received fields before a message is a loop (50)
 
 	Now func() time.Time
 }
@@ -121,7 +124,6 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MaxAuthFailures, 3)
 	def(&c.MaxAuthFailIP, 10)
-	def(&c.MaxHops, 50)
 	defDur(&c.ReadTimeout, 5*time.Minute)
 	defDur(&c.WriteTimeout, 5*time.Minute)
 	defDur(&c.MaxSessionTime, time.Hour)
@@ -157,8 +159,8 @@ type Server struct {
 // New returns a server.
 func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
-	if cfg.Hostname == "" || cfg.Users == nil || cfg.Queue == nil {
-		return nil, errors.New("receive: Hostname, Users and Queue are required")
+	if cfg.Hostname == "" || cfg.Queue == nil {
+		return nil, errors.New("receive: Hostname and Queue are required")
 	}
 	return &Server{
 		cfg:      cfg,
@@ -176,7 +178,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, mode Mode) error {
 	if mode != MX && s.cfg.TLS == nil {
 		return fmt.Errorf("receive: %v needs TLS", mode)
 	}
-	srv := smtp.NewServer(&backend{s: s, mode: mode})
+	srv := smtp.NewServer(&backend{s: s, mode: mode, ctx: ctx})
 	srv.Domain = s.cfg.Hostname
 	srv.MaxMessageBytes = s.cfg.MaxSize
 	srv.MaxRecipients = s.cfg.MaxRecipients
@@ -237,10 +239,13 @@ func (s *Server) onError(c *smtp.Conn) bool {
 type backend struct {
 	s    *Server
 	mode Mode
+	ctx  context.Context // the steps' context: it ends at shutdown
 }
 
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return newSession(b.s, b.mode, c), nil
+	ss := newSession(b.s, b.mode, c)
+	ss.ctx = b.ctx
+	return ss, nil
 }
 
 // slogLogger adapts go-smtp's error log (failed handshakes, broken

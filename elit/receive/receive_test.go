@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"elit.local/elit/auth"
+	"elit.local/elit/decide"
+	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/userdb"
 )
@@ -39,6 +42,7 @@ func TestScanner(t *testing.T) {
 		{"bare cr", "Subject: x\r\n\r\na\rb\r\n", errBareNewline, 0, nil},
 		{"cr at end", "Subject: x\r\n\r\na\r", errBareNewline, 0, nil},
 		{"huge header", "X: " + strings.Repeat("a", maxHeaderSection) + "\r\n\r\n", errHeaderTooLong, 0, nil},
+		{"too many fields", strings.Repeat("X: y\r\n", maxHeaderFields+1) + "\r\n", errHeaderTooLong, 0, nil},
 		{"long from", "From: " + strings.Repeat("a", maxHeaderField) + "\r\n\r\n", nil, 0, []string{""}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -58,8 +62,13 @@ func TestScanner(t *testing.T) {
 				if err != nil {
 					continue
 				}
-				if s.received != c.received || strings.Join(s.from, "|") != strings.Join(c.from, "|") {
-					t.Errorf("step %d: received %d from %q", step, s.received, s.from)
+				m := &decide.Message{Header: s.fields}
+				var from []string
+				for _, f := range m.Values("From") {
+					from = append(from, f.Value)
+				}
+				if got := len(m.Values("Received")); got != c.received || strings.Join(from, "|") != strings.Join(c.from, "|") {
+					t.Errorf("step %d: received %d from %q", step, got, from)
 				}
 			}
 		})
@@ -103,9 +112,8 @@ func TestFailureCounter(t *testing.T) {
 	}
 }
 
-// testServer runs a Server on loopback in-process (so the race detector
-// sees it) with the users din and team.
-func testServer(t testing.TB, mode Mode, mod func(*Config)) (addr string, q *queue.Store) {
+// testDB has the users din (password demo) and team (a list).
+func testDB(t testing.TB) *userdb.DB {
 	t.Helper()
 	secrets, err := userdb.Hash("demo", false)
 	if err != nil {
@@ -116,11 +124,33 @@ func testServer(t testing.TB, mode Mode, mod func(*Config)) (addr string, q *que
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err = queue.Open(t.TempDir())
+	return db
+}
+
+// testSteps are the decide steps elit serve runs, over db, with at most
+// maxHops Received fields, the routing adjusted by mod.
+func testSteps(db *userdb.DB, maxHops int, mod func(*policy.Route)) decide.Steps {
+	users := func() *userdb.DB { return db }
+	r := &policy.Route{Users: users}
+	if mod != nil {
+		mod(r)
+	}
+	return decide.Steps{&policy.Hops{Max: maxHops}, &policy.Sender{Users: users}, r}
+}
+
+// testServer runs a Server on loopback in-process (so the race detector
+// sees it) with the users of testDB and the steps of testSteps; mod may
+// change the configuration.
+func testServer(t testing.TB, mode Mode, mod func(*Config)) (addr string, q *queue.Store) {
+	t.Helper()
+	db := testDB(t)
+	q, err := queue.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Hostname: "mx.example.org", Users: func() *userdb.DB { return db }, Queue: q,
+	users := func() *userdb.DB { return db }
+	cfg := Config{Hostname: "mx.example.org", Steps: testSteps(db, 50, nil),
+		Auth: &auth.Server{Users: users, Hostname: "mx.example.org"}, Queue: q,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), AuthFailureDelay: -1,
 		// The error limits only where a test sets them.
 		ErrorSleep: -1, HardErrorLimit: 1 << 30, MaxClientErrors: 1 << 30}
@@ -226,7 +256,7 @@ func TestJunkCommandsAndSessionTime(t *testing.T) {
 }
 
 func TestMaxHops(t *testing.T) {
-	addr, q := testServer(t, MX, func(c *Config) { c.MaxHops = 3 })
+	addr, q := testServer(t, MX, func(c *Config) { c.Steps = testSteps(testDB(t), 3, nil) })
 	c := dial(t, addr)
 	c.cmd("", "220")
 	c.cmd("EHLO client.example", "250")
@@ -322,4 +352,51 @@ func FuzzSession(f *testing.F) {
 			}
 		}
 	})
+}
+
+// headerStep adds a field and reads the spooled message, as the
+// verifiers to come will.
+type headerStep struct {
+	decide.Nop
+	body string
+}
+
+func (h *headerStep) Data(_ context.Context, t *decide.Transaction, m *decide.Message) error {
+	b, err := io.ReadAll(m.Open())
+	if err != nil {
+		return err
+	}
+	h.body = string(b)
+	t.Fields = append(t.Fields, "X-Checked: yes\r\n")
+	return nil
+}
+
+// TestStepFields: a step sees the message as received without a second
+// read from the network, and its fields go above our Received field.
+func TestStepFields(t *testing.T) {
+	hs := &headerStep{}
+	addr, q := testServer(t, MX, func(c *Config) { c.Steps = append(decide.Steps{hs}, c.Steps...) })
+	c := dial(t, addr)
+	c.cmd("", "220")
+	c.cmd("EHLO client.example", "250")
+	c.cmd("MAIL FROM:<x@example.net>", "250")
+	c.cmd("RCPT TO:<din@example.org>", "250")
+	c.cmd("DATA", "354")
+	id := strings.TrimSpace(strings.TrimPrefix(c.cmd("Subject: x\r\n\r\nhi\r\n.", "250 2.0.0 Queued as "), "250 2.0.0 Queued as "))
+	if hs.body != "Subject: x\r\n\r\nhi\r\n" {
+		t.Errorf("the step read %q", hs.body)
+	}
+	f, err := q.Data(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(f)
+	if !strings.HasPrefix(string(b), "X-Checked: yes\r\nReceived: from client.example") || !strings.HasSuffix(string(b), "\r\nSubject: x\r\n\r\nhi\r\n") {
+		t.Errorf("queued:\n%s", b)
+	}
+	m, _ := q.Get(id)
+	if m.Size != int64(len(b)) {
+		t.Errorf("size %d, have %d bytes", m.Size, len(b))
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 )
@@ -43,11 +44,10 @@ func TestServePipelining(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := make([]byte, 4096)
-		n, _ := f.Read(b)
+		b, _ := io.ReadAll(f)
 		f.Close()
-		if !strings.HasSuffix(string(b[:n]), fmt.Sprintf("\r\n\r\nmessage %d\r\n", i)) {
-			t.Errorf("message %d: %q", i, b[:n])
+		if !strings.HasSuffix(string(b), fmt.Sprintf("\r\n\r\nmessage %d\r\n", i)) {
+			t.Errorf("message %d: %q", i, b)
 		}
 	}
 }
