@@ -59,12 +59,17 @@ func Serve(ctx context.Context, path string, h Handler, log *slog.Logger) error 
 // answer carries out the one command of a connection.
 func answer(ctx context.Context, c net.Conn, h Handler) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Minute))
+	deadline := time.Now().Add(time.Minute)
+	c.SetDeadline(deadline)
 	line, err := bufio.NewReader(io.LimitReader(c, 1024)).ReadString('\n')
 	if err != nil {
 		return
 	}
 	cmd, id, _ := strings.Cut(strings.TrimSpace(line), " ")
+	// The command gives up when its client would (waiting for a delivery
+	// in progress, say), not only at shutdown.
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	out, err := h.Do(ctx, cmd, id)
 	if err != nil {
 		fmt.Fprintf(c, "error: %v\n", err)
