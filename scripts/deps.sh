@@ -2,7 +2,8 @@
 # Makes sure the commands a Makefile target needs are installed.
 # Usage: scripts/deps.sh COMMAND:DEBIAN_PACKAGE ...
 # A COMMAND of the form perl=Module::Name checks for a Perl module instead,
-# and one that starts with / for a file.
+# py=module for a module of Debian's Python (/usr/bin/python3), and one that
+# starts with / for a file.
 # Missing ones are installed with apt-get when running as root on Debian;
 # otherwise it stops and says exactly what to install.
 set -euo pipefail
@@ -11,6 +12,7 @@ for spec in "$@"; do
 	cmd=${spec%:*} pkg=${spec##*:}
 	case $cmd in
 	perl=*) perl -M"${cmd#perl=}" -e1 >/dev/null 2>&1 || missing+=("$pkg") ;;
+	py=*) /usr/bin/python3 -c "import ${cmd#py=}" >/dev/null 2>&1 || missing+=("$pkg") ;;
 	/*) [ -e "$cmd" ] || missing+=("$pkg") ;;
 	*) command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg") ;;
 	esac
