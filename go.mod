@@ -9,6 +9,7 @@ tool (
 )
 
 require (
+	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.26.0
 	github.com/gokrazy/firmware v0.0.0-20260522070551-527ce0ed43cf
@@ -18,6 +19,7 @@ require (
 	github.com/gokrazy/rpi-eeprom v0.0.0-20260518070910-95f7328a8228
 	github.com/google/renameio/v2 v2.0.2
 	github.com/miekg/dns v1.1.73
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/crypto v0.58.0
 	golang.org/x/net v0.62.0
 	golang.org/x/sys v0.49.0

@@ -14,6 +14,7 @@ import (
 	"elit.local/elit/decide"
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
+	"elit.local/elit/mailauth"
 	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
@@ -37,7 +38,7 @@ func produce(t *testing.T, c *Config) *made {
 	t.Helper()
 	m := &made{cfg: c, listeners: map[receive.Mode]string{}}
 	p := Parts{Log: slog.New(slog.DiscardHandler), Key: make([]byte, 32), Postmaster: "fallback@example.org",
-		Notify: func(*queue.Message) { m.notified = true }}
+		Notify: func(*queue.Message) { m.notified = true }, Keys: &mailauth.Keys{}}
 	m.receive = c.ReceiveConfig(p)
 	m.deliver = c.DeliverConfig(p)
 	m.certs = c.CertsConfig()
@@ -117,6 +118,12 @@ func TestEveryFlagArrives(t *testing.T) {
 		"max-errors-per-ip":        {got: rcv(func(r receive.Config) any { return r.MaxClientErrors })},
 		"error-window":             {got: rcv(func(r receive.Config) any { return r.ClientErrorWindow })},
 		"deliver":                  {got: func(m *made) any { return m.notified }},
+		"mail-checks":              {got: func(m *made) any { return step[*mailauth.Step](m).Check }},
+		"dmarc-reject":             {got: func(m *made) any { return step[*mailauth.Step](m).Reject }},
+		"arc":                      {got: func(m *made) any { return step[*mailauth.Step](m).Seal }},
+		"dkim":                     {got: func(m *made) any { return step[*mailauth.Step](m).Keys != nil }},
+		"dkim-ed25519":             {got: func(m *made) any { return m.cfg.MailAuth.Ed25519 }},
+		"authserv-id":              {value: "checker.example.org", got: func(m *made) any { return step[*mailauth.Step](m).AuthServID }},
 		"resolver":                 {value: "127.0.0.1:53", got: dlv(func(d deliver.Config) any { return d.Resolver.(*dns.Client).Server })},
 		"smarthost":                {value: "relay.example:25", got: dlv(func(d deliver.Config) any { return d.Smarthost })},
 		"delivery-port":            {value: "2525", got: dlv(func(d deliver.Config) any { return d.Port })},

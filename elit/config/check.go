@@ -55,6 +55,12 @@ func (c *Config) Check() error {
 	if h, err := mailaddr.ParseDomain(c.Hostname); err != nil || strings.HasPrefix(h, "[") {
 		return Errorf("-hostname %q: not a host name", c.Hostname)
 	}
+	if c.MailAuth.AuthServID == "" {
+		c.MailAuth.AuthServID = c.Hostname
+	}
+	if id := c.MailAuth.AuthServID; strings.ContainsAny(id, " \t\r\n;()\"\\") || !isPrintableASCII(id) {
+		return Errorf("-authserv-id %q: one word of printable ASCII (RFC 8601 §2.5)", id)
+	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return Errorf("-tls-cert and -tls-key go together")
 	}
@@ -115,4 +121,13 @@ func (c *Config) Check() error {
 		}
 	}
 	return nil
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != ""
 }

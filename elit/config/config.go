@@ -46,6 +46,7 @@ type Config struct {
 	State    State
 	Database Database
 	Receive  Receive
+	MailAuth MailAuth
 	Delivery Delivery
 	TLS      TLS
 	HTTP     HTTP
@@ -107,6 +108,30 @@ type Receive struct {
 	ErrorSleep           time.Duration // delay of each error reply past SoftErrorLimit (-error-sleep; negative: none)
 	MaxErrorsPerIP       int           // error replies to one client in ErrorWindow, then refused (-max-errors-per-ip)
 	ErrorWindow          time.Duration // (-error-window)
+}
+
+// MailAuth is the authentication of mail (elit/mailauth): the checks on
+// the MX, DKIM signing, ARC sealing. The keys are in STATE/dkim.
+type MailAuth struct {
+	// Checks verifies SPF, DKIM, DMARC, ARC and iprev on the MX and writes
+	// Authentication-Results (-mail-checks).
+	Checks bool
+	// DMARCReject refuses (550) the mail that the From domain's DMARC
+	// policy rejects; false marks it as for p=quarantine (-dmarc-reject).
+	DMARCReject bool
+	// ARC seals (RFC 8617) and signs (DKIM, as -domain) the mail the MX
+	// forwards to mailboxes elsewhere (-arc).
+	ARC bool
+	// Sign DKIM-signs submitted mail and Elit's notices with the keys of
+	// the From domain (or -domain's); -domain gets an rsa key at the first
+	// start when it has none (-dkim).
+	Sign bool
+	// Ed25519 makes and signs with an ed25519 key too (RFC 8463;
+	// -dkim-ed25519).
+	Ed25519 bool
+	// AuthServID names us in Authentication-Results (-authserv-id;
+	// default: the host name).
+	AuthServID string
 }
 
 // Delivery is how mail goes out.
@@ -211,6 +236,7 @@ func Default() *Config {
 			MaxErrorsPerIP:       100,
 			ErrorWindow:          time.Hour,
 		},
+		MailAuth: MailAuth{Checks: true, DMARCReject: true, ARC: true, Sign: true},
 		Delivery: Delivery{
 			Enabled:           true,
 			Port:              "25",
@@ -255,6 +281,9 @@ func (s State) UsersCache() string { return filepath.Join(s.Dir, "users.json") }
 
 // ListBounces is the bounce count of each list member.
 func (s State) ListBounces() string { return filepath.Join(s.Dir, "list-bounces.json") }
+
+// DKIM is the directory of the DKIM keys: DOMAIN/SELECTOR.pem.
+func (s State) DKIM() string { return filepath.Join(s.Dir, "dkim") }
 
 // SelfSigned is the directory of the self-signed certificate.
 func (s State) SelfSigned() string { return filepath.Join(s.Dir, "tls") }

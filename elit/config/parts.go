@@ -11,6 +11,7 @@ import (
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
 	"elit.local/elit/lists"
+	"elit.local/elit/mailauth"
 	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
@@ -40,6 +41,42 @@ type Parts struct {
 	// Notify tells the deliverer of a message queued (when delivery is
 	// on).
 	Notify func(*queue.Message)
+	// Resolver is the DNS of the checks and of delivery; nil: the one
+	// -resolver says.
+	Resolver dns.Resolver
+	// Keys are the DKIM keys (nil: no signing, no sealing).
+	Keys *mailauth.Keys
+}
+
+// resolver is p's Resolver or the one the configuration says.
+func (c *Config) resolver(p Parts) dns.Resolver {
+	if p.Resolver != nil {
+		return p.Resolver
+	}
+	return &dns.Client{Server: c.Delivery.Resolver, ResolvConf: ResolvConf}
+}
+
+// MailAuthStep is the mail authentication step: checks, seals and signatures.
+func (c *Config) MailAuthStep(p Parts) *mailauth.Step {
+	m := c.MailAuth
+	keys := p.Keys
+	if !m.Sign {
+		keys = nil
+	}
+	return &mailauth.Step{
+		Resolver:   c.resolver(p),
+		Keys:       keys,
+		AuthServID: m.AuthServID,
+		Domain:     c.Domain,
+		Local: func(d string) bool {
+			db := p.Users()
+			return db != nil && db.IsLocalDomain(d)
+		},
+		Check:  m.Checks,
+		Reject: m.DMARCReject,
+		Seal:   m.ARC,
+		Log:    p.Log.With("job", "mailauth"),
+	}
 }
 
 // Steps are the decide steps, in order (elit/decide): the hop count, the
@@ -55,6 +92,7 @@ func (c *Config) Steps(p Parts) decide.Steps {
 		&policy.Sender{Users: p.Users, Log: p.Log},
 		&policy.Route{Users: p.Users, Postmaster: cmp.Or(r.Postmaster, p.Postmaster), SRS: rewriter,
 			ListSigner: p.ListSigner, ListBounce: p.ListBounce, Log: p.Log},
+		c.MailAuthStep(p),
 	}
 }
 
@@ -101,7 +139,8 @@ func (c *Config) DeliverConfig(p Parts) deliver.Config {
 	o := c.Delivery
 	return deliver.Config{
 		Queue:        p.Queue,
-		Resolver:     &dns.Client{Server: o.Resolver, ResolvConf: ResolvConf},
+		Resolver:     c.resolver(p),
+		Sign:         c.MailAuthStep(p).SignNotice,
 		Users:        deliver.CurrentUsers(p.Users),
 		Hostname:     c.Hostname,
 		Log:          p.Log.With("job", "deliver"),

@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"elit.local/elit/mailaddr"
@@ -71,6 +72,7 @@ type Transaction struct {
 
 	accepted []func() // run once the transaction is accepted
 	seen     map[string]bool
+	removed  []int // indexes in the header of fields to leave out
 }
 
 // NewTransaction starts a transaction for the sender from.
@@ -107,6 +109,21 @@ func (t *Transaction) Route(rcpt *Rcpt, list string, targets ...string) {
 // Consume accepts rcpt without a recipient to queue: a step takes care
 // of it (a bounce that is recorded, say).
 func (t *Transaction) Consume(rcpt *Rcpt) { rcpt.routed = true }
+
+// RemoveField leaves the field at index i of the message's header
+// (Message.Header) out of what is queued: a forged Authentication-Results
+// field that claims to be ours, say (RFC 8601 §5). It is rare, and costs
+// a copy of the message.
+func (t *Transaction) RemoveField(i int) {
+	if !slices.Contains(t.removed, i) {
+		t.removed = append(t.removed, i)
+	}
+}
+
+// Removed returns the indexes of the fields to leave out, in order.
+func (t *Transaction) Removed() []int {
+	return slices.Sorted(slices.Values(t.removed))
+}
 
 // OnAccept runs fn once the transaction is accepted: after the message
 // is queued, or at the end of DATA when there is nothing to queue. It
@@ -157,6 +174,9 @@ type Field struct {
 	Name  string // as written
 	Value string // after the colon, unfolded
 	Long  bool   // too long to keep: Value is empty
+	// Start and End are the field's bytes in the message as received, its
+	// folded lines and final CRLF included.
+	Start, End int64
 }
 
 // Values returns the values of the fields named name (case-insensitive),

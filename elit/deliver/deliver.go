@@ -51,6 +51,10 @@ type Config struct {
 	// the members' bounce addresses (both or neither).
 	ListBounce func(list, member, reason string)
 	ListSigner *lists.Signer
+	// Sign, when set, returns header fields (DKIM signatures) to put above
+	// a notice Elit writes (a DSN) before it is queued: signed once, not
+	// at each attempt.
+	Sign func(msg []byte) (string, error)
 	// Transports by name, and the Routes that pick them (see Route).
 	Transports map[string]*Transport
 	Routes     []Route

@@ -110,6 +110,14 @@ func (d *Deliverer) queueDSN(m *queue.Message, sender string, data []byte, what 
 		}
 	}
 	b := &queue.Message{From: "", Recipients: rcpts, Body: "8BITMIME"}
+	if d.cfg.Sign != nil {
+		h, err := d.cfg.Sign(data)
+		if err != nil {
+			// Unsigned, the notice still goes: it is more use than none.
+			d.cfg.Log.Error("cannot sign a notice", "id", m.ID, "err", err)
+		}
+		b.Header = h
+	}
 	if err := d.cfg.Queue.Put(b, bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("queueing a DSN: %w", err)
 	}

@@ -1,7 +1,20 @@
 // Package dns is the DNS client of Elit: the few lookups mail needs (MX,
-// RFC 5321 §5.1; addresses; TXT, for SPF, DKIM, DMARC, MTA-STS), behind
-// an interface so that tests use an in-memory resolver or their own
-// server on loopback, never the machine's resolver.
+// RFC 5321 §5.1; addresses; TXT, for SPF, DKIM, DMARC, MTA-STS; PTR, for
+// iprev and SPF's ptr), behind an interface so that tests use an
+// in-memory resolver or their own server on loopback, never the
+// machine's resolver.
+//
+// A lookup has three outcomes the checks tell apart (RFC 7208 §5, RFC
+// 7489 §6.6.3, RFC 8601 §2.7.3):
+//
+//   - records, or none: the name exists without records of the type asked
+//     (NOERROR with an empty answer): a nil slice and a nil error;
+//   - the name does not exist (NXDOMAIN, or a name the DNS cannot hold):
+//     an error wrapping [ErrNotFound];
+//   - the lookup failed (a timeout, SERVFAIL, REFUSED or any other RCODE,
+//     no nameserver, a network error, a CNAME loop): an error wrapping
+//     [ErrTemporary]. A check says temperror (and the server 451) only
+//     for these.
 package dns
 
 import (
@@ -23,22 +36,71 @@ type MX struct {
 	Pref uint16
 }
 
-// Errors. A lookup that fails otherwise is temporary (a timeout, SERVFAIL).
+// Errors that lookups wrap; see the package documentation.
 var (
-	ErrNotFound = errors.New("no such domain") // NXDOMAIN: permanent
+	ErrNotFound  = errors.New("no such domain")        // NXDOMAIN: permanent
+	ErrTemporary = errors.New("temporary DNS failure") // try again later
 )
+
+// temporary marks err as a temporary failure, keeping its text.
+func temporary(err error) error {
+	if errors.Is(err, ErrTemporary) || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return tempError{err}
+}
+
+type tempError struct{ err error }
+
+func (e tempError) Error() string   { return e.err.Error() }
+func (e tempError) Unwrap() []error { return []error{ErrTemporary, e.err} }
 
 // Resolver looks up what mail needs. A name that does not exist
 // (NXDOMAIN) is ErrNotFound; one that exists without records of the type
 // asked gives none and no error: LookupMX then means the implicit MX
-// (RFC 5321 §5.1).
+// (RFC 5321 §5.1); a failed lookup is ErrTemporary.
 type Resolver interface {
 	LookupMX(ctx context.Context, domain string) ([]MX, error)
+	// LookupAddrs returns the AAAA and A records of host (an address
+	// literal is its own address): an error only when there are none.
 	LookupAddrs(ctx context.Context, host string) ([]netip.Addr, error)
+	// LookupIP returns the addresses of one family: network "ip4" asks
+	// for A records, "ip6" for AAAA (RFC 7208 §5.3 asks for one type).
+	LookupIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 	// LookupTXT returns the TXT records of name (RFC 1035 §3.3.14), each
 	// record's strings joined with nothing between them, as SPF (RFC
 	// 7208 §3.3), DKIM and DMARC read a record.
 	LookupTXT(ctx context.Context, name string) ([]string, error)
+	// LookupPTR returns the names of the PTR records of ip (RFC 1035
+	// §3.5; an IPv4-mapped address is looked up as IPv4), in lower
+	// case without the final dot, in the order of the answer.
+	LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error)
+}
+
+// ReverseName returns the name whose PTR records name ip, without the
+// final dot: "4.3.2.1.in-addr.arpa" for 1.2.3.4, nibbles under ip6.arpa
+// for IPv6 (RFC 3596 §2.5). An IPv4-mapped IPv6 address is taken as IPv4.
+func ReverseName(ip netip.Addr) string {
+	ip = ip.Unmap()
+	var b strings.Builder
+	if ip.Is4() {
+		a := ip.As4()
+		for i := 3; i >= 0; i-- {
+			fmt.Fprintf(&b, "%d.", a[i])
+		}
+		b.WriteString("in-addr.arpa")
+		return b.String()
+	}
+	a := ip.As16()
+	const hex = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b.WriteByte(hex[a[i]&0xf])
+		b.WriteByte('.')
+		b.WriteByte(hex[a[i]>>4])
+		b.WriteByte('.')
+	}
+	b.WriteString("ip6.arpa")
+	return b.String()
 }
 
 // Client is a Resolver that asks one DNS server (host:port), over UDP and
@@ -59,7 +121,7 @@ func (c *Client) server() (string, error) {
 	if s := ResolvConfServer(c.ResolvConf); s != "" {
 		return s, nil
 	}
-	return "", fmt.Errorf("dns: no nameserver in %s (yet)", c.ResolvConf)
+	return "", temporary(fmt.Errorf("dns: no nameserver in %s (yet)", c.ResolvConf))
 }
 
 // ResolvConfServer returns the first nameserver of a resolv.conf as
@@ -78,9 +140,16 @@ func ResolvConfServer(path string) string {
 	return ""
 }
 
+// query asks for name's records of qtype. A name that cannot be put in
+// a query (an empty label, one over 63 octets, over 255 in all) cannot
+// exist: ErrNotFound, as RFC 7208 §4.3 and §4.8 treat it.
 func (c *Client) query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error) {
+	fqdn := mdns.Fqdn(name)
+	if _, ok := mdns.IsDomainName(fqdn); !ok || name == "" || name == "." {
+		return nil, fmt.Errorf("%s: not a domain name: %w", name, ErrNotFound)
+	}
 	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(name), qtype)
+	m.SetQuestion(fqdn, qtype)
 	m.SetEdns0(1232, false)
 	timeout := c.Timeout
 	if timeout == 0 {
@@ -114,7 +183,7 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) (*mdns.Ms
 			lastErr = fmt.Errorf("%s %s: %s", name, mdns.TypeToString[qtype], mdns.RcodeToString[r.Rcode])
 		}
 	}
-	return nil, fmt.Errorf("dns: %w", lastErr)
+	return nil, temporary(fmt.Errorf("dns: %w", lastErr))
 }
 
 // LookupMX implements Resolver.
@@ -139,29 +208,53 @@ func (c *Client) LookupAddrs(ctx context.Context, host string) ([]netip.Addr, er
 	}
 	var out []netip.Addr
 	var errs []error
-	for _, t := range []uint16{mdns.TypeAAAA, mdns.TypeA} {
-		r, err := c.query(ctx, host, t)
+	for _, network := range []string{"ip6", "ip4"} {
+		addrs, err := c.LookupIP(ctx, network, host)
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		for _, rr := range r.Answer {
-			switch rr := rr.(type) {
-			case *mdns.A:
-				if a, ok := netip.AddrFromSlice(rr.A.To4()); ok {
-					out = append(out, a)
-				}
-			case *mdns.AAAA:
-				if a, ok := netip.AddrFromSlice(rr.AAAA); ok {
-					out = append(out, a)
-				}
-			}
-		}
+		out = append(out, addrs...)
 	}
 	if len(out) == 0 && len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// LookupIP implements Resolver.
+func (c *Client) LookupIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	qtype, err := addrType(network)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.query(ctx, host, qtype)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, rr := range r.Answer {
+		switch rr := rr.(type) {
+		case *mdns.A:
+			if a, ok := netip.AddrFromSlice(rr.A.To4()); ok && qtype == mdns.TypeA {
+				out = append(out, a)
+			}
+		case *mdns.AAAA:
+			if a, ok := netip.AddrFromSlice(rr.AAAA); ok && qtype == mdns.TypeAAAA {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
+}
+
+func addrType(network string) (uint16, error) {
+	switch network {
+	case "ip4":
+		return mdns.TypeA, nil
+	case "ip6":
+		return mdns.TypeAAAA, nil
+	}
+	return 0, fmt.Errorf("dns: network %q: want ip4 or ip6", network)
 }
 
 // LookupTXT implements Resolver.
@@ -179,55 +272,17 @@ func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	return out, nil
 }
 
-// Mem is an in-memory Resolver for tests: MX records by domain, addresses
-// by host, TXT records by name; a name in no map does not exist.
-type Mem struct {
-	MXs   map[string][]MX
-	Addrs map[string][]netip.Addr
-	TXTs  map[string][]string
-	Fail  map[string]error // names whose lookups fail so
-}
-
-// exists reports whether the zone has name.
-func (m *Mem) exists(name string) bool {
-	_, mx := m.MXs[name]
-	_, addrs := m.Addrs[name]
-	_, txt := m.TXTs[name]
-	return mx || addrs || txt
-}
-
-// memLookup answers a query for name from records: its failure, no
-// such domain, or its records (none when it has only others).
-func memLookup[T any](m *Mem, name string, records map[string][]T) ([]T, error) {
-	name = strings.ToLower(name)
-	if err := m.Fail[name]; err != nil {
+// LookupPTR implements Resolver.
+func (c *Client) LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error) {
+	r, err := c.query(ctx, ReverseName(ip), mdns.TypePTR)
+	if err != nil {
 		return nil, err
 	}
-	if !m.exists(name) {
-		return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+	var out []string
+	for _, rr := range r.Answer {
+		if ptr, ok := rr.(*mdns.PTR); ok {
+			out = append(out, strings.TrimSuffix(strings.ToLower(ptr.Ptr), "."))
+		}
 	}
-	return records[name], nil
-}
-
-// LookupMX implements Resolver.
-func (m *Mem) LookupMX(_ context.Context, domain string) ([]MX, error) {
-	return memLookup(m, domain, m.MXs)
-}
-
-// LookupTXT implements Resolver.
-func (m *Mem) LookupTXT(_ context.Context, name string) ([]string, error) {
-	return memLookup(m, name, m.TXTs)
-}
-
-// LookupAddrs implements Resolver.
-func (m *Mem) LookupAddrs(_ context.Context, host string) ([]netip.Addr, error) {
-	host = strings.ToLower(host)
-	if err := m.Fail[host]; err != nil {
-		return nil, err
-	}
-	a, ok := m.Addrs[host]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", host, ErrNotFound)
-	}
-	return a, nil
+	return out, nil
 }

@@ -298,6 +298,21 @@ func (in *Incoming) Reader() io.Reader {
 	return io.NewSectionReader(in.f, 0, in.n)
 }
 
+// ReadAt reads what was written, at offset off.
+func (in *Incoming) ReadAt(p []byte, off int64) (int, error) {
+	if off >= in.n {
+		return 0, io.EOF
+	}
+	if rest := in.n - off; int64(len(p)) > rest {
+		n, err := in.f.ReadAt(p[:rest], off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return in.f.ReadAt(p, off)
+}
+
 func (in *Incoming) Write(p []byte) (int, error) {
 	n, err := in.f.Write(p)
 	in.n += int64(n)

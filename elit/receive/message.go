@@ -47,6 +47,9 @@ type scanner struct {
 
 	fields []decide.Field // the header section, unfolded
 	err    error
+	// Offsets in the message of the line being read and of the field it
+	// belongs to.
+	lineAt, fieldAt int
 }
 
 func newScanner() *scanner { return &scanner{inHeader: true, lineStart: true} }
@@ -80,9 +83,11 @@ func (s *scanner) Write(p []byte) (int, error) {
 		line := bytes.TrimSuffix(s.line, []byte("\r"))
 		long := s.lineLong
 		s.line, s.lineLong = s.line[:0], false
+		lineAt := s.lineAt
+		s.lineAt = s.headerSize
 		switch {
 		case len(line) == 0 && !long:
-			s.endField()
+			s.endField(lineAt)
 			s.inHeader = false
 		case line[0] == ' ' || line[0] == '\t':
 			if len(s.field)+len(line) < maxHeaderField && !long {
@@ -91,9 +96,10 @@ func (s *scanner) Write(p []byte) (int, error) {
 				s.fieldLong = true
 			}
 		default:
-			s.endField()
+			s.endField(lineAt)
 			s.field = append(s.field[:0], line...)
 			s.fieldLong = long
+			s.fieldAt = lineAt
 		}
 		if s.err != nil {
 			return i, s.err
@@ -102,13 +108,15 @@ func (s *scanner) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *scanner) endField() {
+// endField ends the field being read at offset end.
+func (s *scanner) endField(end int) {
 	if len(s.field) == 0 {
 		return
 	}
 	name, value, ok := bytes.Cut(s.field, []byte(":"))
 	if ok {
-		f := decide.Field{Name: string(bytes.TrimRight(name, " \t")), Long: s.fieldLong}
+		f := decide.Field{Name: string(bytes.TrimRight(name, " \t")), Long: s.fieldLong,
+			Start: int64(s.fieldAt), End: int64(end)}
 		if !f.Long {
 			f.Value = string(value)
 		}
@@ -131,7 +139,7 @@ func (s *scanner) close() error {
 		return errBareNewline
 	}
 	if s.inHeader {
-		s.endField() // a message of headers only
+		s.endField(s.headerSize) // a message of headers only
 	}
 	return s.err
 }

@@ -368,11 +368,17 @@ func (h *headerStep) Data(_ context.Context, t *decide.Transaction, m *decide.Me
 	}
 	h.body = string(b)
 	t.Fields = append(t.Fields, "X-Checked: yes\r\n")
+	for i, f := range m.Header {
+		if strings.EqualFold(f.Name, "X-Forged") {
+			t.RemoveField(i)
+		}
+	}
 	return nil
 }
 
 // TestStepFields: a step sees the message as received without a second
-// read from the network, and its fields go above our Received field.
+// read from the network, its fields go above our Received field, and the
+// header fields it removes are not queued.
 func TestStepFields(t *testing.T) {
 	hs := &headerStep{}
 	addr, q := testServer(t, MX, func(c *Config) { c.Steps = append(decide.Steps{hs}, c.Steps...) })
@@ -382,8 +388,9 @@ func TestStepFields(t *testing.T) {
 	c.cmd("MAIL FROM:<x@example.net>", "250")
 	c.cmd("RCPT TO:<din@example.org>", "250")
 	c.cmd("DATA", "354")
-	id := strings.TrimSpace(strings.TrimPrefix(c.cmd("Subject: x\r\n\r\nhi\r\n.", "250 2.0.0 Queued as "), "250 2.0.0 Queued as "))
-	if hs.body != "Subject: x\r\n\r\nhi\r\n" {
+	sent := "X-Forged: one\r\nSubject: x\r\nX-Forged: two\r\n folded\r\n\r\nhi\r\nX-Forged: in the body\r\n"
+	id := strings.TrimSpace(strings.TrimPrefix(c.cmd(sent+".", "250 2.0.0 Queued as "), "250 2.0.0 Queued as "))
+	if hs.body != sent {
 		t.Errorf("the step read %q", hs.body)
 	}
 	f, err := q.Data(id)
@@ -392,7 +399,7 @@ func TestStepFields(t *testing.T) {
 	}
 	defer f.Close()
 	b, _ := io.ReadAll(f)
-	if !strings.HasPrefix(string(b), "X-Checked: yes\r\nReceived: from client.example") || !strings.HasSuffix(string(b), "\r\nSubject: x\r\n\r\nhi\r\n") {
+	if !strings.HasPrefix(string(b), "X-Checked: yes\r\nReceived: from client.example") || !strings.HasSuffix(string(b), "\r\nSubject: x\r\n\r\nhi\r\nX-Forged: in the body\r\n") {
 		t.Errorf("queued:\n%s", b)
 	}
 	m, _ := q.Get(id)

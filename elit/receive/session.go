@@ -265,6 +265,21 @@ func (ss *session) Data(r io.Reader) error {
 	if err := ss.s.cfg.Steps.Data(ss.ctx, tx, msg); err != nil {
 		return ss.refusal("message", err)
 	}
+	if rm := tx.Removed(); len(rm) > 0 && len(tx.Recipients) > 0 {
+		out, err := ss.s.cfg.Queue.Begin()
+		if err != nil {
+			ss.log.Error("cannot queue", "err", err)
+			return errTempQueue
+		}
+		defer out.Abort()
+		if err := copyWithout(out, in, msg.Header, rm); err != nil {
+			ss.log.Error("cannot queue", "err", err)
+			return errTempQueue
+		}
+		ss.log.Info("header fields removed", "fields", len(rm))
+		in.Abort()
+		in = out
+	}
 	if len(tx.Recipients) == 0 {
 		tx.Accepted()
 		ss.junk = -1
@@ -312,6 +327,21 @@ func (ss *session) Data(r io.Reader) error {
 	ss.junk = -1 // the Reset that follows DATA is not junk
 	// go-smtp answers an *SMTPError as given: this one says where it went.
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Queued as " + m.ID}
+}
+
+// copyWithout copies the spooled message in to out, leaving out the
+// header fields at the indexes rm (in order) of header.
+func copyWithout(out io.Writer, in *queue.Incoming, header []decide.Field, rm []int) error {
+	var at int64
+	for _, i := range rm {
+		f := header[i]
+		if _, err := io.Copy(out, io.NewSectionReader(in, at, f.Start-at)); err != nil {
+			return err
+		}
+		at = f.End
+	}
+	_, err := io.Copy(out, io.NewSectionReader(in, at, in.Size()-at))
+	return err
 }
 
 func isASCII(s string) bool {

@@ -24,6 +24,7 @@ import (
 	"elit.local/elit/control"
 	"elit.local/elit/deliver"
 	"elit.local/elit/lists"
+	"elit.local/elit/mailauth"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
 	"elit.local/elit/status"
@@ -76,6 +77,10 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return config.Errorf("SRS key: %w", err)
 	}
+	keys, err := dkimKeys(cfg, log)
+	if err != nil {
+		return config.Errorf("%w", err)
+	}
 	bounces, err := lists.Open(st.ListBounces())
 	if err != nil {
 		return config.Errorf("list bounces: %w", err)
@@ -96,6 +101,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			}
 		},
 		Postmaster: defaultPostmaster(cfg, loader.DB(), log),
+		Keys:       keys,
 	}
 	deliverer, err := deliver.New(cfg.DeliverConfig(parts))
 	if err != nil {
@@ -111,11 +117,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return err
 	}
 
-	reload(ctx, loader, cfg.Database.CheckInterval, log)
+	reload(ctx, loader, keys, cfg.Database.CheckInterval, log)
 	boot := status.ReadBoot("/proc/cmdline")
 	if err := serveHTTP(ctx, cfg, certSource, &status.Server{Version: cfg.Version, Domain: cfg.Domain, Hostname: cfg.Hostname,
 		DBSource: cfg.Database.Source(), Queue: q, Loader: loader, Cert: certSource.Info, Boot: boot,
-		Started: time.Now(), Log: log.With("job", "http")}, log); err != nil {
+		Keys: keys, Started: time.Now(), Log: log.With("job", "http")}, log); err != nil {
 		closeAll(ls)
 		return err
 	}
@@ -169,7 +175,7 @@ func defaultPostmaster(cfg *config.Config, db *userdb.DB, log *slog.Logger) stri
 
 // reload reloads the user database on SIGHUP and, every interval (if
 // positive), when it changed, until ctx ends.
-func reload(ctx context.Context, loader *userdb.Loader, interval time.Duration, log *slog.Logger) {
+func reload(ctx context.Context, loader *userdb.Loader, keys *mailauth.Keys, interval time.Duration, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -179,14 +185,39 @@ func reload(ctx context.Context, loader *userdb.Loader, interval time.Duration, 
 			case <-ctx.Done():
 				return
 			case <-hup:
-				log.Info("SIGHUP: reloading the user database")
+				log.Info("SIGHUP: reloading the user database and the DKIM keys")
 				loader.Load()
+				if err := keys.Reload(); err != nil {
+					log.Error("cannot reload the DKIM keys; the ones in use stay", "err", err)
+				}
 			}
 		}
 	}()
 	if interval > 0 {
 		go loader.Watch(ctx, interval)
 	}
+}
+
+// dkimKeys loads the DKIM keys and, when signing, makes -domain's on the
+// first start (rsa, and ed25519 with -dkim-ed25519), logging the records
+// to publish.
+func dkimKeys(cfg *config.Config, log *slog.Logger) (*mailauth.Keys, error) {
+	keys, err := mailauth.LoadKeys(cfg.State.DKIM())
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.MailAuth.Sign {
+		return keys, nil
+	}
+	algos := []string{"rsa"}
+	if cfg.MailAuth.Ed25519 {
+		algos = append(algos, "ed25519")
+	}
+	made, err := keys.Ensure(cfg.Domain, algos, time.Now())
+	for _, k := range made {
+		log.Warn("made a DKIM key: publish its record", "name", k.RecordName(), "record", k.Record)
+	}
+	return keys, err
 }
 
 // resolverName is the DNS server delivery asks, for the log.

@@ -22,6 +22,9 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 {{with .Database.Error}}<p><strong>The last load failed:</strong> {{.}}</p>{{end}}
 <h2>TLS certificate</h2>
 <p>{{.Cert.Source}}: {{range .Cert.Names}}{{.}} {{end}}issued by {{.Cert.Issuer}}, valid until {{.Cert.NotAfter.Format "2006-01-02 15:04 MST"}}.</p>
+<h2>DKIM keys</h2>
+{{if .DKIM}}<table>{{range .DKIM}}<tr><td>{{.Domain}}</td><td>{{.Selector}}</td><td>{{.Algorithm}}</td><td>made {{.Created.Format "2006-01-02"}}</td></tr>
+{{end}}</table>{{else}}<p>None yet: a key is made at the first start.</p>{{end}}
 <h2>DNS records to publish</h2>
 <pre>{{range .DNSRecord}}{{.}}
 {{end}}</pre>

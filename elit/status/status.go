@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"elit.local/elit/certs"
+	"elit.local/elit/mailauth"
 	"elit.local/elit/queue"
+	"elit.local/elit/records"
 	"elit.local/elit/userdb"
 )
 
@@ -29,6 +31,7 @@ type Server struct {
 	Queue                     *queue.Store
 	Loader                    *userdb.Loader
 	Cert                      func() certs.Info // nil: not shown
+	Keys                      *mailauth.Keys    // the DKIM keys; nil: none
 	Boot                      Boot
 	Password                  string
 	Started                   time.Time
@@ -84,10 +87,21 @@ type Status struct {
 	Queue     QueueStats `json:"queue"`
 	Database  DBStatus   `json:"database"`
 	DNSRecord []string   `json:"dns_records"`
+	DKIM      []DKIMKey  `json:"dkim_keys"`
 	Cert      certs.Info `json:"certificate"`
 	// Boot is what the kernel command line says about the root file
 	// system (on the appliance; zero elsewhere).
 	Boot Boot `json:"boot"`
+}
+
+// DKIMKey is a DKIM key that signs our mail.
+type DKIMKey struct {
+	Domain    string    `json:"domain"`
+	Selector  string    `json:"selector"`
+	Algorithm string    `json:"algorithm"`
+	Name      string    `json:"record_name"`
+	Record    string    `json:"record"`
+	Created   time.Time `json:"created"`
 }
 
 // QueueStats counts what is queued.
@@ -138,28 +152,21 @@ func (s *Server) Status() Status {
 	if info.Err != nil {
 		st.Database.Error = info.Err.Error()
 	}
-	st.DNSRecord = DNSRecords(s.Domain, s.Hostname)
+	var keys []mailauth.Key
+	if s.Keys != nil {
+		keys = s.Keys.For(s.Domain)
+		for _, k := range s.Keys.All() {
+			st.DKIM = append(st.DKIM, DKIMKey{k.Domain, k.Selector, k.Algorithm, k.RecordName(), k.Record, k.Created})
+		}
+	}
+	for _, r := range records.For(s.Domain, s.Hostname, keys) {
+		st.DNSRecord = append(st.DNSRecord, r.String())
+	}
 	if s.Cert != nil {
 		st.Cert = s.Cert()
 	}
 	st.Boot = s.Boot
 	return st
-}
-
-// DNSRecords are the records a domain served by this appliance publishes:
-// MX (RFC 5321 §5.1), SPF (RFC 7208), DMARC (RFC 7489 §6.1) and the
-// submission SRV records (RFC 6186 §3.1, RFC 8314 §5.1). The host name's A
-// and AAAA records hold the appliance's public addresses, which it cannot
-// know behind NAT.
-func DNSRecords(domain, hostname string) []string {
-	return []string{
-		fmt.Sprintf("%s. MX 10 %s.", domain, hostname),
-		fmt.Sprintf("%s. A/AAAA <the public address of this appliance>", hostname),
-		fmt.Sprintf(`%s. TXT "v=spf1 mx -all"`, domain),
-		fmt.Sprintf(`_dmarc.%s. TXT "v=DMARC1; p=none; rua=mailto:postmaster@%s"`, domain, domain),
-		fmt.Sprintf("_submissions._tcp.%s. SRV 0 1 465 %s.", domain, hostname),
-		fmt.Sprintf("_submission._tcp.%s. SRV 0 1 587 %s.", domain, hostname),
-	}
 }
 
 func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {

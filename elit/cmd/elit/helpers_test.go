@@ -135,3 +135,15 @@ func openQueue(t *testing.T, s *proc) *queue.Store {
 	}
 	return q
 }
+
+// waitLog waits for substr in s's log.
+func waitLog(t *testing.T, s *proc, substr string) {
+	t.Helper()
+	for range 200 {
+		if strings.Contains(s.logText(), substr) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("log never said %q:\n%s", substr, s.logText())
+}

@@ -5,6 +5,7 @@
 //	elit db check -domain DOMAIN FILE|IMG                    check a user database
 //	elit queue [-state DIR] list|show|hold|release|retry|drop ID  the queue
 //	elit lists [-state DIR]                                  list member bounces
+//	elit dkim genkey|sign|verify, spf check, dmarc lookup, arc verify, dns-records
 package main
 
 import (
@@ -41,6 +42,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdQueue(args[1:], stdout, stderr)
 	case len(args) >= 1 && args[0] == "lists":
 		return cmdLists(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "dkim":
+		return cmdDKIM(args[1:], stdin, stdout, stderr)
+	case len(args) >= 1 && args[0] == "spf":
+		return cmdSPF(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "dmarc":
+		return cmdDMARC(args[1:], stdout, stderr)
+	case len(args) >= 1 && args[0] == "arc":
+		return cmdARC(args[1:], stdin, stdout, stderr)
+	case len(args) >= 1 && args[0] == "dns-records":
+		return cmdDNSRecords(args[1:], stdout, stderr)
 	case len(args) >= 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help"):
 		usage(stdout)
 		return exitOK
@@ -65,5 +76,16 @@ func usage(w io.Writer) {
         act on one (through the running server, or on the files)
   elit lists [-state DIR]
         the bounces counted for each mailing list member
+  elit dkim genkey -domain D [-selector S] [-algo rsa|ed25519] [-state DIR]
+        make a DKIM key and print its TXT record
+  elit dkim sign -domain D [-selector S] [-state DIR] < message
+  elit dkim verify [-resolver HOST:PORT] < message
+        sign a message, or check each of its signatures (exit 0: one passes)
+  elit spf check -ip IP -helo NAME -from ADDR [-resolver HOST:PORT]
+  elit dmarc lookup [-resolver HOST:PORT] DOMAIN
+  elit arc verify [-resolver HOST:PORT] < message
+        what a receiving server finds: why a destination refused our mail
+  elit dns-records -domain D [-hostname HOST] [-state DIR]
+        every record the domain needs, as the status page lists them
 `)
 }

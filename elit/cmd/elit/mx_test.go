@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -64,12 +65,24 @@ func TestServeMX(t *testing.T) {
 		t.Errorf("recipients %q, want %q", got, want)
 	}
 	f, _ := q.Data(ids[0])
-	head := make([]byte, 400)
-	n, _ := f.Read(head)
+	data, _ := io.ReadAll(f)
 	f.Close()
-	if !strings.HasPrefix(string(head[:n]), "Received: from client.example.net ([127.0.0.1])\r\n\tby mx.example.org (Elit) with ESMTPS id "+ids[0]) ||
-		!strings.Contains(string(head[:n]), "for <team@example.org>;") {
-		t.Errorf("Received header:\n%s", head[:n])
+	// Above our Received field, what the checks and the forward add: our
+	// DKIM signature, the ARC set of this hop, Authentication-Results.
+	head, _, _ := strings.Cut(string(data), "\r\n\r\n")
+	var names []string
+	for _, line := range strings.Split(head, "\r\n") {
+		if name, _, ok := strings.Cut(line, ":"); ok && line[0] != ' ' && line[0] != '\t' {
+			names = append(names, name)
+		}
+	}
+	if want := []string{"DKIM-Signature", "ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results", "Authentication-Results", "Received"}; len(names) < len(want) || !slices.Equal(names[:len(want)], want) {
+		t.Errorf("header fields %q, want %q first", names, want)
+	}
+	if !strings.Contains(head, "Authentication-Results: mx.example.org;") ||
+		!strings.Contains(head, "Received: from client.example.net ([127.0.0.1])\r\n\tby mx.example.org (Elit) with ESMTPS id "+ids[0]) ||
+		!strings.Contains(head, "for <team@example.org>;") {
+		t.Errorf("header:\n%s", head)
 	}
 	// go-smtp's parser refuses the bare <Postmaster> of RFC 5321 §4.1.1.3
 	// before we see it; the qualified forms work.

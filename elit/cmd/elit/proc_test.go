@@ -9,11 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"elit.local/elit/dns/dnstest"
 )
 
 // proc is a running elit serve.
@@ -45,7 +46,8 @@ func startServer(t *testing.T, args ...string) *proc {
 	s.args = append([]string{"serve", "-domain", "example.org", "-hostname", "mx.example.org",
 		"-db-json", s.dbPath, "-state", s.state, "-tls-cert", s.cert, "-tls-key", key,
 		"-mx-addr", "127.0.0.1:0", "-submission-addr", "127.0.0.1:0", "-submissions-addr", "127.0.0.1:0",
-		"-auth-failure-delay", "1ms", "-db-check-interval", "0", "-deliver=false"}, args...)
+		"-auth-failure-delay", "1ms", "-db-check-interval", "0", "-deliver=false",
+		"-resolver", dnstest.Serve(t, dnstest.Zone{})}, args...) // a DNS knowing no name
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -135,15 +137,4 @@ func (s *proc) swaks(addr string, args ...string) (int, string) {
 	s.t.Helper()
 	return runTool(s.t, "", "swaks", append([]string{"--server", addr, "--helo", "client.example.net",
 		"--timeout", "30", "--tls-verify", "--tls-ca-path", s.cert}, args...)...)
-}
-
-func waitLog(t *testing.T, s *proc, substr string) {
-	t.Helper()
-	for range 200 {
-		if strings.Contains(s.logText(), substr) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("log never said %q:\n%s", substr, s.logText())
 }
