@@ -5,7 +5,8 @@
 # what it acknowledges. Prints a Markdown table.
 #
 # Everything runs inside a new network namespace that has only loopback, so
-# no server can reach another address (not even a DNS resolver).
+# no server can reach another address; a DNS server of ours on loopback
+# (internal/cmd/benchdns) answers the checks of received mail.
 # Called by scripts/bench.sh (make bench); needs root for the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ if [ "${1:-}" != "--inside" ]; then
 		exit 1
 	fi
 	go build -o bin/elit ./elit/cmd/elit
+	go build -o bin/benchdns ./internal/cmd/benchdns
 	exec unshare -n "$0" --inside
 fi
 
@@ -31,6 +33,15 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT
+
+# The sender's domain: SPF passes for loopback, a DMARC record, a PTR.
+bin/benchdns -addr 127.0.0.1:5300 <<ZONE &
+example.net. 60 IN TXT "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.example.net. 60 IN TXT "v=DMARC1; p=none"
+1.0.0.127.in-addr.arpa. 60 IN PTR client.example.net.
+client.example.net. 60 IN A 127.0.0.1
+ZONE
+pids+=($!)
 
 runs=${BENCH_RUNS:-5}
 # chasquid refuses mail (451) with more than 200 messages in its queue, so
@@ -78,7 +89,7 @@ mkdir -p "$W/elit"
 echo '[{"name":"din","mailboxes":["romain@example.com"]}]' >"$W/elit/users.json"
 bin/elit serve -domain example.org -hostname bench.example.org -db-json "$W/elit/users.json" \
 	-state "$W/elit/state" -mx-addr 127.0.0.1:2501 -submission-addr "" -submissions-addr "" \
-	-max-conns-per-ip 200 -deliver=false -log-level warn 2>"$W/elit.log" &
+	-max-conns-per-ip 200 -deliver=false -resolver 127.0.0.1:5300 -log-level warn 2>"$W/elit.log" &
 pids+=($!)
 
 # Postfix: a private instance whose smtpd puts every message on hold, so
@@ -148,31 +159,43 @@ echo "Check: Elit queued $queued messages, Postfix held $held."
 [ "${BENCH_RELAY:-1}" = 1 ] || exit 0
 smtp-sink -u nobody 127.0.0.1:2510 200 &
 pids+=($!)
-bin/elit serve -domain example.org -hostname relay.example.org -db-json "$W/elit/users.json" \
-	-state "$W/relay" -mx-addr 127.0.0.1:2511 -submission-addr "" -submissions-addr "" \
-	-max-conns-per-ip 200 -smarthost 127.0.0.1:2510 -log-level warn 2>"$W/relay.log" &
-relay=$!
-pids+=($relay)
 wait_port 2510
-wait_port 2511
-ticks() { awk '{print $14 + $15}' "/proc/$relay/stat"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 relay_n=${RELAY_MESSAGES:-2000}
 echo
-echo "| relayed | message | connections in | msg/s end to end | CPU s / 1000 msg | peak RSS |"
-echo "|---:|---:|---:|---:|---:|---:|"
-for size in 4096 102400; do
-	c0=$(ticks)
-	t0=$(date +%s.%N)
-	smtp-source -d -s 10 -m "$relay_n" -l "$size" -f bench@example.net -t din@example.org \
-		-M client.example.net 127.0.0.1:2511 >/dev/null
-	for _ in $(seq 3000); do
-		[ -z "$(find "$W/relay/queue" -name '*.json' -print -quit)" ] && break
-		sleep 0.05
+echo "| relayed | message | connections in | authentication | msg/s end to end | CPU s / 1000 msg | peak RSS |"
+echo "|---:|---:|---:|---|---:|---:|---:|"
+# relay PORT AUTH FLAGS...: one Elit relaying to the sink, each size.
+relay() {
+	local port=$1 auth=$2 state=$W/relay-$1
+	shift 2
+	bin/elit serve -domain example.org -hostname relay.example.org -db-json "$W/elit/users.json" \
+		-state "$state" -mx-addr "127.0.0.1:$port" -submission-addr "" -submissions-addr "" \
+		-max-conns-per-ip 200 -smarthost 127.0.0.1:2510 -resolver 127.0.0.1:5300 -log-level warn "$@" 2>"$W/relay-$port.log" &
+	local pid=$!
+	pids+=($pid)
+	wait_port "$port"
+	if [ "$auth" = on ]; then # the DKIM key, made at the first start
+		for _ in $(seq 300); do [ -n "$(ls "$state/dkim/example.org" 2>/dev/null)" ] && break; sleep 0.1; done
+	fi
+	for size in 4096 102400; do
+		local c0 t0 t1 c1 hz rss
+		c0=$(ticks "$pid")
+		t0=$(date +%s.%N)
+		smtp-source -d -s 10 -m "$relay_n" -l "$size" -f bench@example.net -t din@example.org \
+			-M client.example.net "127.0.0.1:$port" >/dev/null
+		for _ in $(seq 3000); do
+			[ -z "$(find "$state/queue" -name '*.json' -print -quit)" ] && break
+			sleep 0.05
+		done
+		t1=$(date +%s.%N)
+		c1=$(ticks "$pid")
+		hz=$(getconf CLK_TCK)
+		rss=$(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$pid/status")
+		printf '| %s | %s KiB | 10 | %s | %.0f | %.2f | %s |\n' "$relay_n" "$((size / 1024))" "$auth" \
+			"$(echo "$relay_n / ($t1 - $t0)" | bc -l)" "$(echo "($c1 - $c0) / $hz / $relay_n * 1000" | bc -l)" "$rss"
 	done
-	t1=$(date +%s.%N)
-	c1=$(ticks)
-	hz=$(getconf CLK_TCK)
-	rss=$(awk '/VmHWM/ {printf "%.0f MB", $2 / 1024}' "/proc/$relay/status")
-	printf '| %s | %s KiB | 10 | %.0f | %.2f | %s |\n' "$relay_n" "$((size / 1024))" \
-		"$(echo "$relay_n / ($t1 - $t0)" | bc -l)" "$(echo "($c1 - $c0) / $hz / $relay_n * 1000" | bc -l)" "$rss"
-done
+	kill "$pid"
+}
+relay 2511 off -mail-checks=false -arc=false -dkim=false
+relay 2512 on

@@ -60,6 +60,39 @@ END {
 }' "$raw"
 
 echo
+echo "## DKIM"
+echo
+echo "Signing and verifying a message (4 KiB and 1 MiB; rsa-2048 and ed25519;"
+echo "relaxed/relaxed), Elit's elit/dkim next to emersion/go-msgauth's dkim in the"
+echo "same run, the key lookup answered from memory. Median of $count runs;"
+echo "\`go test ./elit/dkim -bench 'Sign|Verify' -benchtime 20x -count $count\`."
+echo
+go test ./elit/dkim -run '^$' -bench 'Sign|Verify' -benchtime 20x -count "$count" >"$raw"
+awk '
+/^Benchmark(Sign|Verify)\// {
+	split($1, a, "/"); op = substr(a[1], 10); impl = a[2]; alg = a[3]; size = a[4]; sub(/-[0-9]+$/, "", size)
+	for (i = 2; i <= NF; i++) if ($(i+1) == "ns/op") v = $i
+	key = op " " alg " " size
+	if (!(key in seen)) { order[++k] = key; seen[key] = 1 }
+	vals[key, impl, ++n[key, impl]] = v
+}
+function median(key, impl,   m, i, j, t, x) {
+	m = n[key, impl]
+	for (i = 1; i <= m; i++) x[i] = vals[key, impl, i]
+	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+	return (m % 2) ? x[(m + 1) / 2] : (x[m / 2] + x[m / 2 + 1]) / 2
+}
+function show(ns) { return ns >= 1e6 ? sprintf("%.2f ms", ns / 1e6) : sprintf("%.0f µs", ns / 1e3) }
+END {
+	print "| operation | key | message | Elit | go-msgauth | Elit / go-msgauth |"
+	print "|---|---|---:|---:|---:|---:|"
+	for (i = 1; i <= k; i++) {
+		split(order[i], p, " "); o = median(order[i], "ours"); g = median(order[i], "msgauth")
+		printf "| %s | %s | %s | %s | %s | %.2f |\n", p[1], p[2], p[3], show(o), show(g), o / g
+	}
+}' "$raw"
+
+echo
 echo "## SMTP reception"
 echo
 echo "Messages accepted (answered 250 after DATA) per second over loopback, Postfix's"
@@ -72,6 +105,8 @@ echo "network namespace with only loopback (scripts/bench-smtp.sh). Then the rel
 echo "${RELAY_MESSAGES:-2000} messages from smtp-source (10 connections) to a local name that forwards to one outside mailbox,"
 echo "through Elit (queued, SRS-rewritten) to smtp-sink as smarthost, timed until Elit's queue is"
 echo "empty; CPU is Elit's user + system time (fsync and file work count as system time)."
+echo "The relay runs twice: mail authentication off, then on (SPF, DKIM, DMARC, ARC and iprev"
+echo "checks against a DNS server on loopback, the forward ARC-sealed and DKIM-signed)."
 echo
 scripts/bench-smtp.sh
 

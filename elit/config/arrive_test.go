@@ -121,7 +121,7 @@ func TestEveryFlagArrives(t *testing.T) {
 		"mail-checks":              {got: func(m *made) any { return step[*mailauth.Step](m).Check }},
 		"dmarc-reject":             {got: func(m *made) any { return step[*mailauth.Step](m).Reject }},
 		"arc":                      {got: func(m *made) any { return step[*mailauth.Step](m).Seal }},
-		"dkim":                     {got: func(m *made) any { return step[*mailauth.Step](m).Keys != nil }},
+		"dkim":                     {got: func(m *made) any { return step[*mailauth.Step](m).Sign }},
 		"dkim-ed25519":             {got: func(m *made) any { return m.cfg.MailAuth.Ed25519 }},
 		"authserv-id":              {value: "checker.example.org", got: func(m *made) any { return step[*mailauth.Step](m).AuthServID }},
 		"resolver":                 {value: "127.0.0.1:53", got: dlv(func(d deliver.Config) any { return d.Resolver.(*dns.Client).Server })},

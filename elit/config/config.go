@@ -119,12 +119,12 @@ type MailAuth struct {
 	// DMARCReject refuses (550) the mail that the From domain's DMARC
 	// policy rejects; false marks it as for p=quarantine (-dmarc-reject).
 	DMARCReject bool
-	// ARC seals (RFC 8617) and signs (DKIM, as -domain) the mail the MX
-	// forwards to mailboxes elsewhere (-arc).
+	// ARC seals (RFC 8617) the mail the MX forwards to mailboxes
+	// elsewhere, with -domain's rsa key (-arc).
 	ARC bool
-	// Sign DKIM-signs submitted mail and Elit's notices with the keys of
-	// the From domain (or -domain's); -domain gets an rsa key at the first
-	// start when it has none (-dkim).
+	// Sign DKIM-signs submitted mail with the keys of its From domain (or
+	// -domain's), and Elit's notices and the MX's forwards as -domain;
+	// -domain gets an rsa key at the first start when it has none (-dkim).
 	Sign bool
 	// Ed25519 makes and signs with an ed25519 key too (RFC 8463;
 	// -dkim-ed25519).

@@ -61,8 +61,8 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	ma := &c.MailAuth
 	fs.BoolVar(&ma.Checks, "mail-checks", ma.Checks, "check SPF, DKIM, DMARC, ARC and iprev on the MX and write Authentication-Results")
 	fs.BoolVar(&ma.DMARCReject, "dmarc-reject", ma.DMARCReject, "refuse (550) mail that its From domain's DMARC policy rejects (false: mark it, as for p=quarantine)")
-	fs.BoolVar(&ma.ARC, "arc", ma.ARC, "seal (ARC) and sign (DKIM, as -domain) the mail the MX forwards to mailboxes elsewhere")
-	fs.BoolVar(&ma.Sign, "dkim", ma.Sign, "DKIM-sign submitted mail and notices with the keys of STATE/dkim/DOMAIN/ (an rsa key for -domain is made at the first start)")
+	fs.BoolVar(&ma.ARC, "arc", ma.ARC, "ARC-seal the mail the MX forwards to mailboxes elsewhere, with -domain's rsa key (RFC 8617)")
+	fs.BoolVar(&ma.Sign, "dkim", ma.Sign, "DKIM-sign submitted mail, notices and forwards with the keys of STATE/dkim/DOMAIN/ (an rsa key for -domain is made at the first start)")
 	fs.BoolVar(&ma.Ed25519, "dkim-ed25519", ma.Ed25519, "make and sign with an ed25519 key as well (RFC 8463)")
 	fs.StringVar(&ma.AuthServID, "authserv-id", ma.AuthServID, "our `name` in Authentication-Results (default: -hostname)")
 

@@ -59,13 +59,9 @@ func (c *Config) resolver(p Parts) dns.Resolver {
 // MailAuthStep is the mail authentication step: checks, seals and signatures.
 func (c *Config) MailAuthStep(p Parts) *mailauth.Step {
 	m := c.MailAuth
-	keys := p.Keys
-	if !m.Sign {
-		keys = nil
-	}
 	return &mailauth.Step{
 		Resolver:   c.resolver(p),
-		Keys:       keys,
+		Keys:       p.Keys,
 		AuthServID: m.AuthServID,
 		Domain:     c.Domain,
 		Local: func(d string) bool {
@@ -75,6 +71,7 @@ func (c *Config) MailAuthStep(p Parts) *mailauth.Step {
 		Check:  m.Checks,
 		Reject: m.DMARCReject,
 		Seal:   m.ARC,
+		Sign:   m.Sign,
 		Log:    p.Log.With("job", "mailauth"),
 	}
 }

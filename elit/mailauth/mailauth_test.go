@@ -28,7 +28,7 @@ type world struct {
 
 const clientIP = "192.0.2.1"
 
-func newWorld(t *testing.T, dmarcRecord string) *world {
+func newWorld(t testing.TB, dmarcRecord string) *world {
 	t.Helper()
 	pem, record, err := dkim.GenerateKey("ed25519", 0)
 	if err != nil {
@@ -72,7 +72,7 @@ func newWorld(t *testing.T, dmarcRecord string) *world {
 
 func (w *world) step() *Step {
 	return &Step{Resolver: w.dns, Keys: w.keys, AuthServID: "mx.example.org", Domain: "example.org",
-		Local: func(d string) bool { return d == "example.org" }, Check: true, Reject: true, Seal: true,
+		Local: func(d string) bool { return d == "example.org" }, Check: true, Reject: true, Seal: true, Sign: true,
 		rand: func(int) int { return 0 }}
 }
 
@@ -83,7 +83,7 @@ func message(from string, extra string) string {
 
 // run runs the step at the end of DATA on msg, as the MX received it from
 // clientIP with MAIL FROM mailFrom, to recipients.
-func run(t *testing.T, s *Step, user, mailFrom, msg string, recipients ...string) (*decide.Transaction, error) {
+func run(t testing.TB, s *Step, user, mailFrom, msg string, recipients ...string) (*decide.Transaction, error) {
 	t.Helper()
 	sess := &decide.Session{Listener: "mx", Client: netip.MustParseAddr(clientIP), Helo: "mail.sender.example", User: user}
 	tx := decide.NewTransaction(sess, mailFrom, decide.Params{})
@@ -95,7 +95,7 @@ func run(t *testing.T, s *Step, user, mailFrom, msg string, recipients ...string
 }
 
 // header parses msg's header as the receiver's scanner does.
-func header(t *testing.T, msg string) []decide.Field {
+func header(t testing.TB, msg string) []decide.Field {
 	t.Helper()
 	h, _, err := dkim.ParseHeader([]byte(msg))
 	if err != nil {

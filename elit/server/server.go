@@ -206,7 +206,7 @@ func dkimKeys(cfg *config.Config, log *slog.Logger) (*mailauth.Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !cfg.MailAuth.Sign {
+	if !cfg.MailAuth.Sign && !cfg.MailAuth.ARC {
 		return keys, nil
 	}
 	algos := []string{"rsa"}

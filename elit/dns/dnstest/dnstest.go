@@ -5,6 +5,7 @@
 package dnstest
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -28,11 +29,28 @@ type Zone struct {
 // answer. CNAMEs in the zone are followed, as a recursive resolver does.
 func Serve(t testing.TB, zone Zone) string {
 	t.Helper()
+	handler, err := Handler(zone)
+	if err != nil {
+		t.Fatalf("dnstest: %v", err)
+	}
+	addr, stop, err := Listen("127.0.0.1:0", handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return addr
+}
+
+// Handler answers for zone as Serve does.
+func Handler(zone Zone) (mdns.Handler, error) {
 	byName := map[string][]mdns.RR{}
 	for _, s := range zone.Records {
 		rr, err := mdns.NewRR(s)
 		if err != nil {
-			t.Fatalf("dnstest: %q: %v", s, err)
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		if rr == nil {
+			continue // a blank line or a comment
 		}
 		name := strings.ToLower(rr.Header().Name)
 		byName[name] = append(byName[name], rr)
@@ -41,7 +59,7 @@ func Serve(t testing.TB, zone Zone) string {
 	for _, n := range zone.ServFail {
 		fail[strings.ToLower(mdns.Fqdn(n))] = true
 	}
-	handler := mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
+	return mdns.HandlerFunc(func(w mdns.ResponseWriter, r *mdns.Msg) {
 		m := new(mdns.Msg)
 		m.SetReply(r)
 		m.Authoritative = true
@@ -80,15 +98,20 @@ func Serve(t testing.TB, zone Zone) string {
 			name = cname
 		}
 		w.WriteMsg(m)
-	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	}), nil
+}
+
+// Listen serves handler on addr (host:port, port 0 for any) over UDP and
+// TCP, and returns the address and the function that stops it.
+func Listen(addr string, handler mdns.Handler) (string, func(), error) {
+	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return "", nil, err
 	}
 	l, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
 		pc.Close()
-		t.Fatal(err)
+		return "", nil, err
 	}
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
@@ -98,9 +121,8 @@ func Serve(t testing.TB, zone Zone) string {
 	go tcp.ActivateAndServe()
 	<-started
 	<-started
-	t.Cleanup(func() {
+	return pc.LocalAddr().String(), func() {
 		udp.Shutdown()
 		tcp.Shutdown()
-	})
-	return pc.LocalAddr().String()
+	}, nil
 }
