@@ -89,7 +89,8 @@ mkdir -p "$W/elit"
 echo '[{"name":"din","mailboxes":["romain@example.com"]}]' >"$W/elit/users.json"
 bin/elit serve -domain example.org -hostname bench.example.org -db-json "$W/elit/users.json" \
 	-state "$W/elit/state" -mx-addr 127.0.0.1:2501 -submission-addr "" -submissions-addr "" \
-	-max-conns-per-ip 200 -deliver=false -resolver 127.0.0.1:5300 -log-level warn 2>"$W/elit.log" &
+	-max-conns-per-ip 200 -deliver=false -resolver 127.0.0.1:5300 -log-level warn \
+	-mail-checks=false -arc=false -dkim=false 2>"$W/elit.log" & # as the peers: no checks, no signing
 pids+=($!)
 
 # Postfix: a private instance whose smtpd puts every message on hold, so

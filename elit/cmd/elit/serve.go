@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"elit.local/elit/config"
@@ -45,6 +47,14 @@ func cmdServe(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// ELIT_CPUPROFILE=FILE profiles the server until it stops (make bench:
+	// profile before optimising).
+	if path := os.Getenv("ELIT_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer f.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := server.Run(ctx, cfg, log); err != nil {
 		fmt.Fprintf(stderr, "elit serve: %v\n", err)
 		if config.IsInvalid(err) {
