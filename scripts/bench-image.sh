@@ -5,13 +5,13 @@
 # qemu (software emulation, TCG) in the same run. Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh $(scripts/image-deps.sh) curl:curl bc:bc >&2
+scripts/deps.sh $(scripts/image-deps.sh) curl:curl bc:bc openssl:openssl >&2
 go build -o bin/elit-image ./image/cmd/elit-image
 dir=$(mktemp -d)
 qemu_pid=
 cleanup() { [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
-smtp=${BENCH_SMTP_PORT:-22525} http=${BENCH_HTTP_PORT:-28080} status=${BENCH_STATUS_PORT:-28025}
+smtp=${BENCH_SMTP_PORT:-22525} https=${BENCH_HTTPS_PORT:-28443} status=${BENCH_STATUS_PORT:-28025}
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 
@@ -29,7 +29,7 @@ banner() {
 }
 
 boot() { # image
-	bin/elit-image qemu -smtp "$smtp" -submission 0 -submissions 0 -http "$http" -status "$status" -sink "" "$1" >/dev/null &
+	bin/elit-image qemu -smtp "$smtp" -submission 0 -submissions 0 -http 0 -https "$https" -status "$status" -sink "" "$1" >/dev/null &
 	qemu_pid=$!
 }
 
@@ -43,18 +43,21 @@ halt() {
 squashfs_size() { od -An -t u8 -j $((104 * 1048576 + 40)) -N 8 "$1" | tr -d ' '; }
 
 # plain_update: gokrazy's update protocol without a trial (for hello, which
-# has no status page): root, boot, switch, reboot.
-plain_update() { # image password
-	local used root_len
+# has no status page): root, boot, switch, reboot; over HTTPS, the image's
+# key pinned, as elit-image does.
+plain_update() { # image first-image (its password and key)
+	local used root_len pin
 	used=$(squashfs_size "$1")
 	root_len=$(((used + 4095) / 4096 * 4096))
 	dd if="$1" of="$dir/root" bs=1M iflag=skip_bytes,count_bytes skip=$((104 * 1048576)) count=$root_len status=none
 	dd if="$1" of="$dir/boot" bs=1M skip=4 count=100 status=none
+	pin=$(openssl x509 -in "$2.tls.pem" -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)
+	local c=(curl -sfk --pinnedpubkey "sha256//$pin" -u "gokrazy:$(cat "$2.password")")
 	for p in root boot; do
-		curl -sf -u "gokrazy:$2" -H 'X-Gokrazy-Update-Hash: crc32' -T "$dir/$p" "http://127.0.0.1:$http/update/$p" >/dev/null
+		"${c[@]}" -H 'X-Gokrazy-Update-Hash: crc32' -T "$dir/$p" "https://127.0.0.1:$https/update/$p" >/dev/null
 	done
-	curl -sf -u "gokrazy:$2" -X POST "http://127.0.0.1:$http/update/switch" >/dev/null
-	curl -s -u "gokrazy:$2" -X POST "http://127.0.0.1:$http/reboot" >/dev/null || true
+	"${c[@]}" -X POST "https://127.0.0.1:$https/update/switch" >/dev/null
+	"${c[@]/-sfk/-sk}" -X POST "https://127.0.0.1:$https/reboot" >/dev/null || true
 	sleep 5
 	banner
 }
@@ -67,8 +70,9 @@ for target in hello vm; do
 	build_s[$target]=$(since "$t")
 	root_mb[$target]=$(echo "scale=1; $(squashfs_size "$img") / 1048576" | bc)
 	gz_mb[$target]=$(echo "scale=1; $(gzip -c "$img" | wc -c) / 1048576" | bc)
-	pw=$(cat "$img.password")
-	bin/elit-image build -target "$target" -db appliance/demo/users.json -domain example.org -version v2 -password "$pw" -o "$dir/$target-v2.img" >/dev/null
+	# v2: the same password and key (an update must be accepted).
+	bin/elit-image build -target "$target" -db appliance/demo/users.json -domain example.org -version v2 \
+		-password-file "$img.password" -tls-cert "$img.tls.pem" -tls-key "$img.tls.key" -o "$dir/$target-v2.img" >/dev/null
 
 	t=$(now)
 	boot "$img"
@@ -78,10 +82,10 @@ for target in hello vm; do
 		# The status page may come a moment after the banner.
 		sleep 3
 		t=$(now)
-		bin/elit-image update -host "127.0.0.1:$http" -status "127.0.0.1:$status" -smtp "127.0.0.1:$smtp" "$dir/$target-v2.img" >/dev/null 2>&1
+		bin/elit-image update -host "127.0.0.1:$https" -status "127.0.0.1:$status" -smtp "127.0.0.1:$smtp" "$dir/$target-v2.img" >/dev/null 2>&1
 	else
 		t=$(now)
-		plain_update "$dir/$target-v2.img" "$pw"
+		plain_update "$dir/$target-v2.img" "$img"
 	fi
 	update_s[$target]=$(since "$t")
 	halt
@@ -91,5 +95,5 @@ echo "| image | root squashfs | whole image, gzip | build (warm cache) | QEMU st
 echo "|---|---:|---:|---:|---:|---:|"
 printf "| hello (minimal gokrazy) | %s MiB | %s MiB | %.1f s | %.1f s | %.1f s (upload, switch, 1 reboot) |\n" \
 	"${root_mb[hello]}" "${gz_mb[hello]}" "${build_s[hello]}" "${boot_s[hello]}" "${update_s[hello]}"
-printf "| Elit vm | %s MiB | %s MiB | %.1f s | %.1f s | %.1f s (upload, trial boot, checks, switch, 2nd reboot) |\n" \
+printf "| Elit vm | %s MiB | %s MiB | %.1f s | %.1f s | %.1f s (upload, trial boot, checks, switch: 1 reboot) |\n" \
 	"${root_mb[vm]}" "${gz_mb[vm]}" "${build_s[vm]}" "${boot_s[vm]}" "${update_s[vm]}"

@@ -3,12 +3,16 @@ package certs
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/pem"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"elit.local/elit/dane"
+	"elit.local/elit/dns"
 	"elit.local/elit/internal/testlib"
 )
 
@@ -45,16 +49,155 @@ func TestSelfSigned(t *testing.T) {
 		t.Errorf("GetCertificate: %v", err)
 	}
 
-	// The first pair as given files.
+	// The first pair as given files; a key that is not the certificate's.
 	if err := os.WriteFile(filepath.Join(dir, "given.pem"), first, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = New(Config{Hostname: "mx.example.org", CertFile: filepath.Join(dir, "given.pem"), KeyFile: filepath.Join(dir, "selfsigned.key")}, log)
+	otherDir := t.TempDir()
+	if _, err := LoadKey(otherDir, log); err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Hostname: "mx.example.org", CertFile: filepath.Join(dir, "given.pem"), KeyFile: filepath.Join(otherDir, "selfsigned.key")}, log)
 	if err == nil || !strings.Contains(err.Error(), "TLS certificate") {
-		t.Errorf("a certificate with another host's key: %v", err)
+		t.Errorf("a certificate with another key: %v", err)
 	}
 	mx, err := New(Config{Hostname: "mail.example.net", CertFile: filepath.Join(dir, "selfsigned.pem"), KeyFile: filepath.Join(dir, "selfsigned.key")}, log)
 	if err != nil || mx.Info().Source != "file" || !bytes.Equal(mx.CertDER(), other.CertDER()) {
 		t.Errorf("given files: %v, %+v", err, mx)
+	}
+}
+
+// TestStableKey: the server's key is made once and kept: the
+// self-signed certificate is made again (another host name, expired)
+// for the same key, so the TLSA record stays; a key that cannot be read
+// stops the server rather than be replaced; a given certificate has the
+// TLSA record of its own key.
+func TestStableKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	log := slog.New(slog.DiscardHandler)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	first, err := New(Config{Hostname: "mx.example.org", SelfSignedDir: dir, Now: clock}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsa := first.TLSA()
+	leaf, _ := x509.ParseCertificate(first.CertDER())
+	if want := dane.Record(leaf, 3, 1, 1); tlsa.String() != want.String() || !strings.HasPrefix(tlsa.String(), "3 1 1 ") || len(tlsa.Data) != 32 {
+		t.Fatalf("TLSA %v, want %v", tlsa, want)
+	}
+	if first.Info().TLSA != tlsa.String() {
+		t.Errorf("Info().TLSA = %q", first.Info().TLSA)
+	}
+	for _, tc := range []struct {
+		name     string
+		hostname string
+		at       time.Time
+		newCert  bool
+	}{
+		{"restart", "mx.example.org", now, false},
+		{"another host name", "mail.example.net", now, true},
+		{"the certificate expired", "mail.example.net", now.AddDate(6, 0, 0), true},
+	} {
+		s, err := New(Config{Hostname: tc.hostname, SelfSignedDir: dir, Now: func() time.Time { return tc.at }}, log)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if s.TLSA().String() != tlsa.String() {
+			t.Errorf("%s: TLSA %v, want %v (the key changed)", tc.name, s.TLSA(), tlsa)
+		}
+		if got := !bytes.Equal(s.CertDER(), first.CertDER()); got != tc.newCert {
+			t.Errorf("%s: new certificate %v, want %v", tc.name, got, tc.newCert)
+		}
+		leaf, _ := x509.ParseCertificate(s.CertDER())
+		if err := dane.Verify([]dns.TLSA{tlsa}, []*x509.Certificate{leaf}, nil, tc.at); err != nil {
+			t.Errorf("%s: the certificate does not match the TLSA record: %v", tc.name, err)
+		}
+	}
+	// A damaged key is not replaced.
+	os.WriteFile(filepath.Join(dir, "selfsigned.key"), []byte("garbage"), 0o600)
+	if _, err := New(Config{Hostname: "mx.example.org", SelfSignedDir: dir}, log); err == nil || !strings.Contains(err.Error(), "TLS key") {
+		t.Errorf("a damaged key: %v", err)
+	}
+	// Files: their key's record.
+	cert, _ := testlib.Certificate("mx.example.org")
+	certPath, keyPath := filepath.Join(t.TempDir(), "c.pem"), filepath.Join(t.TempDir(), "k.pem")
+	kd, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600)
+	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
+	f, err := New(Config{Hostname: "mx.example.org", CertFile: certPath, KeyFile: keyPath, SelfSignedDir: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := dane.Record(cert.Leaf, 3, 1, 1); f.TLSA().String() != want.String() {
+		t.Errorf("file TLSA %v, want %v", f.TLSA(), want)
+	}
+}
+
+// TestACMECache: a cached certificate is used only when it is valid, for
+// the host name and for the server's key (one of an earlier version,
+// made by autocert with a key of its own, is ordered again).
+func TestACMECache(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	key, err := LoadKey(filepath.Join(dir, "tls"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	a, err := newACMEIssuer(ACME{CacheDir: filepath.Join(dir, "acme")}, "mx.example.org", key, func() time.Time { return now }, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cached(); err == nil {
+		t.Fatal("an empty cache: no error")
+	}
+	other, _ := testlib.Certificate("mx.example.org")
+	mine, err := selfSignedDER("mx.example.org", key, now.Add(-time.Hour), now.Add(90*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherName, _ := selfSignedDER("mail.example.net", key, now.Add(-time.Hour), now.Add(time.Hour))
+	expired, _ := selfSignedDER("mx.example.org", key, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	write := func(k any, der []byte) {
+		kd, _ := x509.MarshalPKCS8PrivateKey(k)
+		data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd})
+		data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+		os.WriteFile(filepath.Join(dir, "acme", "mx.example.org"), data, 0o600)
+	}
+	for _, tc := range []struct {
+		name string
+		key  any
+		der  []byte
+		ok   bool
+	}{
+		{"autocert's own key", other.PrivateKey, other.Certificate[0], false},
+		{"another name", key, otherName, false},
+		{"expired", key, expired, false},
+		{"the server's key", key, mine, true},
+	} {
+		write(tc.key, tc.der)
+		cert, err := a.cached()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if err == nil && !bytes.Equal(cert.Certificate[0], mine) {
+			t.Errorf("%s: another certificate", tc.name)
+		}
+	}
+	// The store/load round trip keeps the autocert layout.
+	if err := a.store([][]byte{mine}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cached(); err != nil {
+		t.Errorf("after store: %v", err)
+	}
+	// Renewal when a third of the lifetime is left, at most 30 days before.
+	leaf, _ := x509.ParseCertificate(mine)
+	if w := renewWait(leaf, now); w < 59*24*time.Hour || w > 61*24*time.Hour {
+		t.Errorf("renewWait of a 90-day certificate = %v, want 60 days", w)
+	}
+	if w := renewWait(leaf, now.Add(89*24*time.Hour)); w != 0 {
+		t.Errorf("renewWait near the end = %v", w)
 	}
 }

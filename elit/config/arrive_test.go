@@ -18,6 +18,8 @@ import (
 	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
+	"elit.local/elit/tlspolicy"
+	"elit.local/elit/tlsrpt"
 	"elit.local/elit/userdb"
 	"elit.local/oneffs"
 )
@@ -28,6 +30,7 @@ type made struct {
 	receive   receive.Config
 	deliver   deliver.Config
 	certs     certs.Config
+	tlsrpt    *tlsrpt.Sender
 	listeners map[receive.Mode]string
 	db        *userdb.DB
 	dbErr     error
@@ -42,6 +45,7 @@ func produce(t *testing.T, c *Config) *made {
 	m.receive = c.ReceiveConfig(p)
 	m.deliver = c.DeliverConfig(p)
 	m.certs = c.CertsConfig()
+	m.tlsrpt = c.TLSReportSender(p)
 	for _, l := range c.Listeners() {
 		m.listeners[l.Mode] = l.Addr
 	}
@@ -123,6 +127,11 @@ func TestEveryFlagArrives(t *testing.T) {
 		"arc":                      {got: func(m *made) any { return step[*mailauth.Step](m).Seal }},
 		"dkim":                     {got: func(m *made) any { return step[*mailauth.Step](m).Sign }},
 		"dkim-ed25519":             {got: func(m *made) any { return m.cfg.MailAuth.Ed25519 }},
+		"dane":                     {got: func(m *made) any { return m.deliver.TLSPolicy.(*tlspolicy.Chain).DANE != nil }},
+		"resolver-trust-ad":        {got: dlv(func(d deliver.Config) any { return d.Resolver.(*dns.Client).TrustAD })},
+		"mta-sts":                  {got: func(m *made) any { return m.cfg.TLSPolicy.MTASTS }},
+		"mta-sts-publish":          {value: "enforce", got: func(m *made) any { return m.cfg.TLSPolicy.Publish }},
+		"mta-sts-max-age":          {value: "24h", got: func(m *made) any { return m.cfg.TLSPolicy.PublishMaxAge }},
 		"authserv-id":              {value: "checker.example.org", got: func(m *made) any { return step[*mailauth.Step](m).AuthServID }},
 		"resolver":                 {value: "127.0.0.1:53", got: dlv(func(d deliver.Config) any { return d.Resolver.(*dns.Client).Server })},
 		"smarthost":                {value: "relay.example:25", got: dlv(func(d deliver.Config) any { return d.Smarthost })},
@@ -145,6 +154,12 @@ func TestEveryFlagArrives(t *testing.T) {
 		"metrics-addr":       {value: "127.0.0.1:9100", got: func(m *made) any { return m.cfg.HTTP.MetricsAddr }},
 		"http-addr":          {value: "127.0.0.1:8025", got: func(m *made) any { return m.cfg.HTTP.StatusAddr }},
 		"http-password-file": {value: "pw.txt", got: func(m *made) any { return m.cfg.HTTP.PasswordFiles() }, want: []string{"pw.txt"}},
+		"http-tls":           {got: func(m *made) any { return m.cfg.HTTP.TLS }},
+		"http-plain-db-push": {got: func(m *made) any { return m.cfg.HTTP.PlainDBPush }},
+		"requiretls":         {got: rcv(func(r receive.Config) any { return !r.NoREQUIRETLS })},
+		"tlsrpt":             {got: func(m *made) any { return step[*tlsrpt.Step](m) != nil && m.tlsrpt != nil }},
+		"tlsrpt-from":        {value: "reports@example.org", got: func(m *made) any { return m.tlsrpt.From }},
+		"tlsrpt-address":     {value: "tls-reports@example.org", got: func(m *made) any { return step[*tlsrpt.Step](m).Address }},
 	}
 	base := []string{"-domain", "example.org", "-db-json", jsonDB, "-state", filepath.Join(dir, "state")}
 	Default().FlagSet("", io.Discard).VisitAll(func(f *flag.Flag) {

@@ -61,6 +61,14 @@ func (c *Config) Check() error {
 	if id := c.MailAuth.AuthServID; strings.ContainsAny(id, " \t\r\n;()\"\\") || !isPrintableASCII(id) {
 		return Errorf("-authserv-id %q: one word of printable ASCII (RFC 8601 §2.5)", id)
 	}
+	switch c.TLSPolicy.Publish {
+	case "testing", "enforce", "none", "off":
+	default:
+		return Errorf("-mta-sts-publish %q: testing, enforce, none or off", c.TLSPolicy.Publish)
+	}
+	if a := c.TLSPolicy.PublishMaxAge; a < 0 || a > 31557600*time.Second {
+		return Errorf("-mta-sts-max-age %v: from 0 to 31557600s (RFC 8461 §3.2)", a)
+	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return Errorf("-tls-cert and -tls-key go together")
 	}
@@ -96,6 +104,11 @@ func (c *Config) Check() error {
 	if r.Postmaster != "" {
 		if _, err := mailaddr.Parse(r.Postmaster); err != nil {
 			return Errorf("-postmaster %q: %v", r.Postmaster, err)
+		}
+	}
+	for _, a := range []struct{ name, addr string }{{"tlsrpt-from", c.TLSRPT.From}, {"tlsrpt-address", c.TLSRPT.Address}} {
+		if _, err := mailaddr.Parse(a.addr); a.addr != "" && err != nil {
+			return Errorf("-%s %q: %v", a.name, a.addr, err)
 		}
 	}
 	for _, n := range []struct {

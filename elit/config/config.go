@@ -43,13 +43,15 @@ type Config struct {
 	// set by the program, not a setting.
 	Version string
 
-	State    State
-	Database Database
-	Receive  Receive
-	MailAuth MailAuth
-	Delivery Delivery
-	TLS      TLS
-	HTTP     HTTP
+	State     State
+	Database  Database
+	Receive   Receive
+	MailAuth  MailAuth
+	Delivery  Delivery
+	TLS       TLS
+	HTTP      HTTP
+	TLSRPT    TLSRPT
+	TLSPolicy TLSPolicy
 }
 
 // State is the state directory and what elit keeps there.
@@ -89,6 +91,9 @@ type Receive struct {
 	// SRS rewrites the envelope sender of forwarded mail, with the key
 	// STATE/srs.key (-srs).
 	SRS bool
+	// RequireTLS offers the REQUIRETLS extension (RFC 8689) inside TLS
+	// and takes it (-requiretls).
+	RequireTLS bool
 
 	MaxSize              int64         // message size in bytes (-max-size)
 	MaxRecipients        int           // recipients per message (-max-recipients)
@@ -196,6 +201,63 @@ type HTTP struct {
 	// PasswordFile holds the StatusAddr password (-http-password-file;
 	// default: gokrazy's, see DefaultPasswordFiles).
 	PasswordFile string
+	// TLS serves StatusAddr over HTTPS with the server's certificate
+	// (-http-tls); without it, plain HTTP, and PUT /db is refused unless
+	// PlainDBPush (-http-plain-db-push) says otherwise.
+	TLS, PlainDBPush bool
+}
+
+// TLSPolicy is the TLS policy of outbound mail (elit/tlspolicy): DANE,
+// MTA-STS, then opportunistic TLS; and the MTA-STS policy we publish.
+type TLSPolicy struct {
+	// DANE follows the destinations' DNSSEC-signed TLSA records (RFC
+	// 7672; -dane). It needs a resolver trusted to validate: one on
+	// loopback, or ResolverTrustAD.
+	DANE bool
+	// ResolverTrustAD believes the AD bit of -resolver even off loopback
+	// (-resolver-trust-ad): only for a validating resolver on a network
+	// you trust (RFC 7672 §2.1.3).
+	ResolverTrustAD bool
+	// MTASTS follows the destinations' MTA-STS policies (RFC 8461;
+	// -mta-sts), cached in STATE/mta-sts.
+	MTASTS bool
+	// Publish is the MTA-STS mode of the policy we serve at
+	// https://mta-sts.DOMAIN/ for our domains (-mta-sts-publish:
+	// testing, enforce, none, or off); it needs ACME (a certificate
+	// others trust for mta-sts.DOMAIN).
+	Publish string
+	// PublishMaxAge is its max_age (-mta-sts-max-age).
+	PublishMaxAge time.Duration
+}
+
+// TLSRPT is SMTP TLS Reporting (RFC 8460, elit/tlsrpt): the results of
+// our outbound TLS counted and reported daily to the domains that ask,
+// and the reports others send us read.
+type TLSRPT struct {
+	// Enabled records, reports and reads reports (-tlsrpt).
+	Enabled bool
+	// From sends our reports and is their contact (-tlsrpt-from;
+	// default: postmaster@DOMAIN).
+	From string
+	// Address takes the reports others send us: our TLSRPT record's rua
+	// (-tlsrpt-address; default: tlsrpt@DOMAIN).
+	Address string
+}
+
+// FromAddress is the address our reports come from.
+func (t TLSRPT) FromAddress(domain string) string {
+	if t.From != "" {
+		return t.From
+	}
+	return "postmaster@" + domain
+}
+
+// ReportAddress is the address that takes the reports others send us.
+func (t TLSRPT) ReportAddress(domain string) string {
+	if t.Address != "" {
+		return t.Address
+	}
+	return "tlsrpt@" + domain
 }
 
 // DefaultPasswordFiles are where gokrazy keeps its web password: /perm
@@ -217,6 +279,7 @@ func Default() *Config {
 			SubmissionAddr:       ":587",
 			SubmissionsAddr:      ":465",
 			SRS:                  true,
+			RequireTLS:           true,
 			MaxSize:              10_240_000,
 			MaxRecipients:        100,
 			MaxLineLength:        4096,
@@ -236,7 +299,8 @@ func Default() *Config {
 			MaxErrorsPerIP:       100,
 			ErrorWindow:          time.Hour,
 		},
-		MailAuth: MailAuth{Checks: true, DMARCReject: true, ARC: true, Sign: true},
+		MailAuth:  MailAuth{Checks: true, DMARCReject: true, ARC: true, Sign: true},
+		TLSPolicy: TLSPolicy{DANE: true, MTASTS: true, Publish: "testing", PublishMaxAge: 7 * 24 * time.Hour},
 		Delivery: Delivery{
 			Enabled:           true,
 			Port:              "25",
@@ -247,7 +311,9 @@ func Default() *Config {
 			MaxDeliveries:     20,
 			MaxPerDestination: 10,
 		},
-		TLS: TLS{ACME: ACME{Directory: autocert.DefaultACMEDirectory, TLSAddr: ":443"}},
+		TLS:    TLS{ACME: ACME{Directory: autocert.DefaultACMEDirectory, TLSAddr: ":443"}},
+		HTTP:   HTTP{TLS: true},
+		TLSRPT: TLSRPT{Enabled: true},
 	}
 }
 
@@ -281,6 +347,20 @@ func (s State) UsersCache() string { return filepath.Join(s.Dir, "users.json") }
 
 // ListBounces is the bounce count of each list member.
 func (s State) ListBounces() string { return filepath.Join(s.Dir, "list-bounces.json") }
+
+// TLSReports is the directory of the TLS report results (a file a day)
+// and of the reports received.
+func (s State) TLSReports() string { return filepath.Join(s.Dir, "tlsrpt") }
+
+// TLSReportInbox keeps the TLS reports others sent us.
+func (s State) TLSReportInbox() string { return filepath.Join(s.Dir, "tlsrpt", "received.json") }
+
+// Destinations is what each destination domain's servers offered
+// (STARTTLS, REQUIRETLS).
+func (s State) Destinations() string { return filepath.Join(s.Dir, "destinations.json") }
+
+// MTASTS is the directory of the MTA-STS policies cached.
+func (s State) MTASTS() string { return filepath.Join(s.Dir, "mta-sts") }
 
 // DKIM is the directory of the DKIM keys: DOMAIN/SELECTOR.pem.
 func (s State) DKIM() string { return filepath.Join(s.Dir, "dkim") }

@@ -39,6 +39,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&r.SubmissionsAddr, "submissions-addr", r.SubmissionsAddr, "submission over implicit TLS listen `address` (\"\" disables)")
 	fs.StringVar(&r.Postmaster, "postmaster", r.Postmaster, "`address` that mail to postmaster@ goes to when the database has no postmaster (default: the mailboxes of the first user that can log in)")
 	fs.BoolVar(&r.SRS, "srs", r.SRS, "rewrite the envelope sender of forwarded mail (SRS) so that SPF passes at the destination; the key is STATE/srs.key")
+	fs.BoolVar(&r.RequireTLS, "requiretls", r.RequireTLS, "offer REQUIRETLS (RFC 8689) inside TLS: mail sent with it is then delivered only over TLS verified by MTA-STS or DANE to servers that offer it, else bounced")
 	fs.Int64Var(&r.MaxSize, "max-size", r.MaxSize, "maximum message size in `bytes`")
 	fs.IntVar(&r.MaxRecipients, "max-recipients", r.MaxRecipients, "maximum recipients per message")
 	fs.IntVar(&r.MaxLineLength, "max-line-length", r.MaxLineLength, "maximum line length in bytes, commands and message")
@@ -66,6 +67,13 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.BoolVar(&ma.Ed25519, "dkim-ed25519", ma.Ed25519, "make and sign with an ed25519 key as well (RFC 8463)")
 	fs.StringVar(&ma.AuthServID, "authserv-id", ma.AuthServID, "our `name` in Authentication-Results (default: -hostname)")
 
+	tp := &c.TLSPolicy
+	fs.BoolVar(&tp.DANE, "dane", tp.DANE, "follow the destinations' DNSSEC-signed TLSA records (DANE, RFC 7672); needs a validating -resolver on loopback, or -resolver-trust-ad")
+	fs.BoolVar(&tp.ResolverTrustAD, "resolver-trust-ad", tp.ResolverTrustAD, "believe the DNSSEC verdict (AD bit) of -resolver even off loopback: only for a validating resolver on a network you trust")
+	fs.BoolVar(&tp.MTASTS, "mta-sts", tp.MTASTS, "follow the destinations' MTA-STS policies (RFC 8461), cached in STATE/mta-sts")
+	fs.StringVar(&tp.Publish, "mta-sts-publish", tp.Publish, "`mode` of the MTA-STS policy served for our domains at https://mta-sts.DOMAIN/ (testing, enforce, none, off); served only with -acme")
+	fs.DurationVar(&tp.PublishMaxAge, "mta-sts-max-age", tp.PublishMaxAge, "max_age of the MTA-STS policy we publish")
+
 	o := &c.Delivery
 	fs.BoolVar(&o.Enabled, "deliver", o.Enabled, "deliver queued mail (false: only queue it)")
 	fs.StringVar(&o.Resolver, "resolver", o.Resolver, "DNS server `host:port` for outgoing mail (default: the first nameserver of /etc/resolv.conf, read at each lookup)")
@@ -91,8 +99,15 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 
 	h := &c.HTTP
 	fs.StringVar(&h.MetricsAddr, "metrics-addr", h.MetricsAddr, "serve Prometheus metrics at http://`ADDR`/metrics (\"\" disables; keep it on a private address)")
-	fs.StringVar(&h.StatusAddr, "http-addr", h.StatusAddr, "serve the status page and database push (PUT /db) at http://`ADDR`/ to clients on private networks, with basic auth user gokrazy (\"\" disables)")
+	fs.StringVar(&h.StatusAddr, "http-addr", h.StatusAddr, "serve the status page and database push (PUT /db) at https://`ADDR`/ to clients on private networks, with basic auth user gokrazy (\"\" disables)")
 	fs.StringVar(&h.PasswordFile, "http-password-file", h.PasswordFile, "`file` holding the -http-addr password (default: gokrazy's, /perm/gokr-pw.txt or /etc/gokr-pw.txt)")
+	fs.BoolVar(&h.TLS, "http-tls", h.TLS, "serve -http-addr over HTTPS with the server's certificate (false: plain HTTP, where PUT /db is refused)")
+	fs.BoolVar(&h.PlainDBPush, "http-plain-db-push", h.PlainDBPush, "accept PUT /db over plain HTTP (-http-tls=false): the password and the users' secrets cross the network readable")
+
+	tr := &c.TLSRPT
+	fs.BoolVar(&tr.Enabled, "tlsrpt", tr.Enabled, "SMTP TLS reporting (RFC 8460): count the TLS results of outgoing connections, send daily reports to the domains whose _smtp._tls record asks, and read the reports sent to -tlsrpt-address")
+	fs.StringVar(&tr.From, "tlsrpt-from", tr.From, "`address` our TLS reports come from, and their contact (default: postmaster@DOMAIN)")
+	fs.StringVar(&tr.Address, "tlsrpt-address", tr.Address, "`address` that takes the TLS reports others send us, for our _smtp._tls record (default: tlsrpt@DOMAIN)")
 	return fs
 }
 

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"crypto/tls"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"elit.local/elit/auth"
 	"elit.local/elit/certs"
@@ -12,10 +14,14 @@ import (
 	"elit.local/elit/dns"
 	"elit.local/elit/lists"
 	"elit.local/elit/mailauth"
+	"elit.local/elit/mtasts"
 	"elit.local/elit/policy"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
+	"elit.local/elit/records"
 	"elit.local/elit/srs"
+	"elit.local/elit/tlspolicy"
+	"elit.local/elit/tlsrpt"
 	"elit.local/elit/userdb"
 	"elit.local/oneffs"
 )
@@ -46,6 +52,15 @@ type Parts struct {
 	Resolver dns.Resolver
 	// Keys are the DKIM keys (nil: no signing, no sealing).
 	Keys *mailauth.Keys
+	// TLSReports counts the outbound TLS results and TLSReportInbox keeps
+	// the reports received (TLS reporting; nil: none); Destinations
+	// remembers what the destinations' servers offered.
+	TLSReports     *tlsrpt.Store
+	TLSReportInbox *tlsrpt.Inbox
+	Destinations   *deliver.Destinations
+	// MTASTS is the cache of the destinations' MTA-STS policies (nil:
+	// none followed).
+	MTASTS *mtasts.Cache
 }
 
 // resolver is p's Resolver or the one the configuration says.
@@ -53,7 +68,26 @@ func (c *Config) resolver(p Parts) dns.Resolver {
 	if p.Resolver != nil {
 		return p.Resolver
 	}
-	return &dns.Client{Server: c.Delivery.Resolver, ResolvConf: ResolvConf}
+	return c.DNS()
+}
+
+// DNS is the resolver the settings say: -resolver, else resolv.conf's
+// first server, read at each lookup.
+func (c *Config) DNS() *dns.Client {
+	return &dns.Client{Server: c.Delivery.Resolver, ResolvConf: ResolvConf, TrustAD: c.TLSPolicy.ResolverTrustAD}
+}
+
+// OutboundTLS is the TLS policy of delivery: DANE, MTA-STS, then
+// opportunistic TLS, as the settings say.
+func (c *Config) OutboundTLS(p Parts) *tlspolicy.Chain {
+	ch := &tlspolicy.Chain{}
+	if c.TLSPolicy.DANE {
+		ch.DANE = c.resolver(p)
+	}
+	if c.TLSPolicy.MTASTS && p.MTASTS != nil {
+		ch.STS = p.MTASTS.Policy
+	}
+	return ch
 }
 
 // MailAuthStep is the mail authentication step: checks, seals and signatures.
@@ -84,13 +118,38 @@ func (c *Config) Steps(p Parts) decide.Steps {
 	if r.SRS {
 		rewriter = &srs.SRS{Key: p.Key, Domain: c.Domain}
 	}
-	return decide.Steps{
+	steps := decide.Steps{
 		&policy.Hops{Max: r.MaxHops, Log: p.Log},
 		&policy.Sender{Users: p.Users, Log: p.Log},
+	}
+	if s := c.TLSReportStep(p); s != nil {
+		steps = append(steps, s) // before Route: it takes our reporting address
+	}
+	return append(steps,
 		&policy.Route{Users: p.Users, Postmaster: cmp.Or(r.Postmaster, p.Postmaster), SRS: rewriter,
 			ListSigner: p.ListSigner, ListBounce: p.ListBounce, Log: p.Log},
 		c.MailAuthStep(p),
+	)
+}
+
+// TLSReportStep is the decide step that reads the TLS reports sent to us
+// (nil when TLS reporting is off).
+func (c *Config) TLSReportStep(p Parts) *tlsrpt.Step {
+	if !c.TLSRPT.Enabled {
+		return nil
 	}
+	return &tlsrpt.Step{Inbox: p.TLSReportInbox, Address: c.TLSRPT.ReportAddress(c.Domain), Log: p.Log.With("job", "tlsrpt")}
+}
+
+// TLSReportSender sends our daily TLS reports (nil when TLS reporting is
+// off): by mail through the queue, DKIM-signed as notices are.
+func (c *Config) TLSReportSender(p Parts) *tlsrpt.Sender {
+	if !c.TLSRPT.Enabled {
+		return nil
+	}
+	return &tlsrpt.Sender{Store: p.TLSReports, Resolver: c.resolver(p), Domain: c.Domain, Hostname: c.Hostname,
+		From: c.TLSRPT.FromAddress(c.Domain), Queue: p.Queue, Notify: p.Notify, Sign: c.MailAuthStep(p).SignNotice,
+		Log: p.Log.With("job", "tlsrpt")}
 }
 
 // ReceiveConfig is the configuration of the SMTP server. It is the one place
@@ -128,6 +187,7 @@ func (c *Config) ReceiveConfig(p Parts) receive.Config {
 		ErrorSleep:        r.ErrorSleep,
 		MaxClientErrors:   r.MaxErrorsPerIP,
 		ClientErrorWindow: r.ErrorWindow,
+		NoREQUIRETLS:      !r.RequireTLS,
 	}
 }
 
@@ -153,7 +213,19 @@ func (c *Config) DeliverConfig(p Parts) deliver.Config {
 		DelayWarning: o.DelayWarning,
 		MaxParallel:  o.MaxDeliveries,
 		MaxPerDest:   o.MaxPerDestination,
+		TLSReporter:  c.tlsReporter(p),
+		TLSPolicy:    c.OutboundTLS(p),
+		Destinations: p.Destinations,
 	}
+}
+
+// tlsReporter is what the deliverer tells each TLS outcome: the TLS
+// report results when TLS reporting is on.
+func (c *Config) tlsReporter(p Parts) deliver.TLSReporter {
+	if !c.TLSRPT.Enabled || p.TLSReports == nil {
+		return nil
+	}
+	return p.TLSReports
 }
 
 // Listener is an SMTP listener to open.
@@ -187,6 +259,7 @@ func (c *Config) CertsConfig() certs.Config {
 			Email:     a.Email,
 			CAFile:    a.CAFile,
 			CacheDir:  c.State.ACMECache(),
+			AltNames:  c.STSHosts(),
 		},
 	}
 }
@@ -198,4 +271,45 @@ func (c *Config) Loader(log *slog.Logger) *userdb.Loader {
 		opts = append(opts, oneffs.WithSectorSize(c.Database.SectorSize))
 	}
 	return userdb.NewLoader(c.Database.Source(), c.State.UsersCache(), log, c.Domain, c.Domains, opts...)
+}
+
+// PublishedSTS is the MTA-STS policy we publish for our domains, our
+// host name its one mx; nil when -mta-sts-publish is off or without
+// ACME: senders fetch the policy over HTTPS and trust only a certificate
+// of a public CA for mta-sts.DOMAIN (RFC 8461 §3.3), which ACME gets.
+func (c *Config) PublishedSTS() *mtasts.Policy {
+	if c.TLSPolicy.Publish == "off" || !c.TLS.ACME.Enabled {
+		return nil
+	}
+	p, err := mtasts.NewPolicy(mtasts.Mode(c.TLSPolicy.Publish), c.TLSPolicy.PublishMaxAge, c.Hostname)
+	if err != nil {
+		return nil // Check refused the settings that make none
+	}
+	return &p
+}
+
+// STSHosts are the names the MTA-STS policy is served at,
+// mta-sts.DOMAIN for each of our domains (none when PublishedSTS is nil).
+func (c *Config) STSHosts() []string {
+	if c.PublishedSTS() == nil {
+		return nil
+	}
+	var hosts []string
+	for _, d := range append([]string{c.Domain}, c.Domains...) {
+		if h := "mta-sts." + strings.ToLower(strings.TrimSuffix(d, ".")); !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// DNSRecords are every record -domain needs, with its DKIM keys and the
+// TLSA record data of our MX ("" none): the list of the status page and
+// elit dns-records.
+func (c *Config) DNSRecords(keys []mailauth.Key, tlsa string) []records.Record {
+	in := records.Input{Domain: c.Domain, Hostname: c.Hostname, Keys: keys, TLSA: tlsa, MTASTS: c.PublishedSTS()}
+	if c.TLSRPT.Enabled {
+		in.TLSReports = c.TLSRPT.ReportAddress(c.Domain)
+	}
+	return records.List(in)
 }

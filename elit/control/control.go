@@ -1,5 +1,7 @@
 // Package control is how the operator acts on the queue of a server
-// (elit queue hold|release|retry|drop): one line "COMMAND ID" in and one
+// (elit queue hold|release|retry|drop, and the REQUIRETLS and
+// TLS-Required settings of a message, RFC 8689: requiretls-on|off,
+// tlsrequired-no|yes, queue.Message.Apply): one line "COMMAND ID" in and one
 // line "ok: ..." or "error: ..." out on the server's control socket
 // (STATE/control.sock, mode 0600); when no server runs, the command edits
 // the message's envelope on the files itself, under the queue lock.

@@ -8,8 +8,8 @@ import (
 	"elit.local/elit/queue"
 )
 
-// Offline carries out an operator command on the queue files while no
-// server runs, holding the queue lock so that none starts meanwhile. It
+// Offline carries out an operator command (queue.Message.Apply) on the
+// queue files while no server runs, holding the queue lock so that none starts meanwhile. It
 // only edits envelopes: the bounce of a dropped message is left to the
 // server, which makes it with its real host name and user database when
 // it next starts. When a server holds the lock but its control socket does
@@ -53,7 +53,7 @@ func Offline(state config.State, cmd, id string) (string, error) {
 	switch cmd {
 	case "drop", "drop-quietly":
 		return fmt.Sprintf("%s %s: %d recipients marked failed; no server running: elit serve sends the bounce and removes the message at its next start", cmd, id, n), nil
-	case "hold":
+	case "hold", "requiretls-on", "requiretls-off", "tlsrequired-no", "tlsrequired-yes":
 		return fmt.Sprintf("%s %s: %d recipients; no server running: queue files edited", cmd, id, n), nil
 	}
 	return fmt.Sprintf("%s %s: %d recipients; no server running: queue files edited, due when elit serve next starts", cmd, id, n), nil

@@ -66,6 +66,9 @@ type Config struct {
 	// TLSReporter is told what each connection got (nil: nobody).
 	TLSPolicy   TLSPolicy
 	TLSReporter TLSReporter
+	// Destinations remembers what each destination domain's servers
+	// offered (STARTTLS, REQUIRETLS); nil: nothing is remembered.
+	Destinations *Destinations
 
 	FirstRetry time.Duration // delay after the first failure (5 min), doubling
 	MaxRetry   time.Duration // longest delay between attempts (8 h)

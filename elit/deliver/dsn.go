@@ -109,7 +109,8 @@ func (d *Deliverer) queueDSN(m *queue.Message, sender string, data []byte, what 
 			}
 		}
 	}
-	b := &queue.Message{From: "", Recipients: rcpts, Body: "8BITMIME"}
+	// A REQUIRETLS message's notices are REQUIRETLS too (RFC 8689 §5).
+	b := &queue.Message{From: "", Recipients: rcpts, Body: "8BITMIME", RequireTLS: m.RequireTLS}
 	if d.cfg.Sign != nil {
 		h, err := d.cfg.Sign(data)
 		if err != nil {
@@ -273,7 +274,8 @@ func (d *Deliverer) dsn(m *queue.Message, sender string, report []int, action st
 	w("--%s", boundary)
 	// RET=FULL asks for the whole message back (RFC 3461 §4.3), which we
 	// do for failures up to maxReturned; otherwise the header section.
-	if strings.EqualFold(m.Ret, "FULL") && action == "failed" && m.Size <= maxReturned {
+	// REQUIRETLS disregards RET=FULL (RFC 8689 §5).
+	if strings.EqualFold(m.Ret, "FULL") && action == "failed" && m.Size <= maxReturned && !m.RequireTLS {
 		w("Content-Type: message/rfc822")
 		w("")
 		if err := d.writeMessage(&b, m.ID); err != nil {

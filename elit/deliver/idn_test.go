@@ -27,7 +27,7 @@ func TestDeliverInternationalDomain(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPeer(t, func(s *smtp.Server) { s.EnableSMTPUTF8 = true })
-			d := newDeliverer(t, Config{Resolver: loopbackMX("xn--bcher-kva.example"), Port: p.port})
+			d := newDeliverer(t, Config{Resolver: loopbackMX("xn--bcher-kva.example"), Port: p.Port})
 			m := &queue.Message{From: "sender@example.net", SMTPUTF8: c.smtputf8, Recipients: []queue.Recipient{
 				{Address: "din@bücher.example"}, {Address: "bob@XN--BCHER-KVA.example"},
 			}}
@@ -36,8 +36,8 @@ func TestDeliverInternationalDomain(t *testing.T) {
 			if got, err := d.cfg.Queue.Get(m.ID); !errors.Is(err, queue.ErrNotFound) {
 				t.Fatalf("not delivered (%v): %+v", err, got)
 			}
-			got := p.received()
-			if len(got) != 1 || !slices.Equal(got[0].rcpts, c.want) {
+			got := p.Received()
+			if len(got) != 1 || !slices.Equal(got[0].Rcpts, c.want) {
 				t.Errorf("the peer received %+v, want one transaction to %q", got, c.want)
 			}
 		})
@@ -48,14 +48,14 @@ func TestDeliverInternationalDomain(t *testing.T) {
 // address, on the delivery port, with no MX lookup.
 func TestDeliverAddressLiteral(t *testing.T) {
 	p := newPeer(t, nil)
-	d := newDeliverer(t, Config{Resolver: &dns.Mem{}, Port: p.port})
+	d := newDeliverer(t, Config{Resolver: &dns.Mem{}, Port: p.Port})
 	m := &queue.Message{From: "sender@example.net", Recipients: []queue.Recipient{{Address: "user@[127.0.0.1]"}}}
 	queueMessage(t, d, m)
 	d.process(context.Background(), m.ID)
 	if got, err := d.cfg.Queue.Get(m.ID); !errors.Is(err, queue.ErrNotFound) {
 		t.Fatalf("not delivered (%v): %+v", err, got)
 	}
-	if got := p.received(); len(got) != 1 || !slices.Equal(got[0].rcpts, []string{"user@[127.0.0.1]"}) {
+	if got := p.Received(); len(got) != 1 || !slices.Equal(got[0].Rcpts, []string{"user@[127.0.0.1]"}) {
 		t.Errorf("the peer received %+v", got)
 	}
 }

@@ -85,12 +85,16 @@ func (d *Deliverer) Drop(ctx context.Context, id string, bounce bool) (int, erro
 }
 
 // Do runs an operator command ("hold", "release", "retry", "drop",
-// "drop-quietly") on message id and says what it did. It gives up when
-// ctx is done before a delivery of the message in progress ends.
+// "drop-quietly"; "requiretls-on", "requiretls-off", "tlsrequired-no",
+// "tlsrequired-yes": queue.Message.Apply) on message id and says what it
+// did. It gives up when ctx is done before a delivery of the message in
+// progress ends.
 func (d *Deliverer) Do(ctx context.Context, cmd, id string) (string, error) {
 	var n int
 	var err error
 	switch cmd {
+	case "requiretls-on", "requiretls-off", "tlsrequired-no", "tlsrequired-yes":
+		n, err = d.edit(ctx, id, cmd)
 	case "hold":
 		n, err = d.Hold(ctx, id)
 	case "release":

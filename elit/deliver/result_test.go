@@ -19,7 +19,7 @@ import (
 // §2.3).
 func TestResults(t *testing.T) {
 	p := newPeer(t, nil)
-	p.rcpt = func(to string) error {
+	p.OnRcpt = func(to string) error {
 		switch {
 		case strings.HasPrefix(to, "gone@"):
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
@@ -30,8 +30,8 @@ func TestResults(t *testing.T) {
 		}
 		return nil
 	}
-	addr := "127.0.0.1:" + p.port
-	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.port})
+	addr := "127.0.0.1:" + p.Port
+	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.Port})
 	m := &queue.Message{From: "sender@example.net", Recipients: []queue.Recipient{
 		{Address: "ok@example.com"}, {Address: "gone@example.com"}, {Address: "busy@example.com"}, {Address: "plain@example.com"},
 	}}

@@ -151,7 +151,7 @@ func TestOperatorCommandCancelled(t *testing.T) {
 // minute away).
 func TestRunWakesAtRelease(t *testing.T) {
 	p := newPeer(t, nil)
-	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.port, MaxParallel: 1})
+	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.Port, MaxParallel: 1})
 	for range 3 {
 		m := &queue.Message{From: "sender@example.net", Recipients: []queue.Recipient{{Address: "a@example.com"}}}
 		queueMessage(t, d, m)
@@ -163,12 +163,12 @@ func TestRunWakesAtRelease(t *testing.T) {
 		close(done)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for len(p.received()) < 3 && time.Now().Before(deadline) {
+	for len(p.Received()) < 3 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	if n := len(p.received()); n != 3 {
+	if n := len(p.Received()); n != 3 {
 		t.Errorf("%d of 3 messages delivered", n)
 	}
 }

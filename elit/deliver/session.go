@@ -148,22 +148,44 @@ func (d *Deliverer) mxHosts(ctx context.Context, domain string) ([]string, *resu
 // failed before the transaction); otherwise the results are final for
 // this round.
 func (d *Deliverer) attempt(ctx context.Context, from string, t *Transport, domain, host, addr string, m *queue.Message, idx []int) (res []result, retryable bool) {
-	dest := TLSDestination{Transport: t.Type, Domain: domain, Host: host, ImplicitTLS: t.Type == "submission" && t.TLS == "implicit"}
+	dest := TLSDestination{Transport: t.Type, Domain: domain, Host: host, ImplicitTLS: t.Type == "submission" && t.TLS == "implicit",
+		// RFC 8689 §4.2.1 is for a message with a sender to tell; a
+		// bounce of a REQUIRETLS message is not discarded for it (§5).
+		RequireTLS:  m.RequireTLS && m.From != "",
+		TLSOptional: m.TLSRequiredNo && !m.RequireTLS, // REQUIRETLS wins (§4.1)
+		TLSReport:   m.TLSReport}
 	if t.Type != "direct" {
 		dest.Domain = ""
+	}
+	fail := func(r result) ([]result, bool) {
+		r = r.at(host, addr, "")
+		r.transport = t.Name
+		return fill(len(idx), r), true
 	}
 	plan, err := d.cfg.TLSPolicy.TLSPlan(ctx, dest)
 	if err == nil && len(plan.Requirements) == 0 {
 		err = errors.New("no requirement")
 	}
 	if err != nil {
-		r := failure("4.7.5", "%s: TLS policy: %v", host, err).at(host, addr, "")
-		r.transport = t.Name
-		return fill(len(idx), r), true
+		d.reportPolicyError(dest, addr, plan, err)
+		if !dest.TLSOptional {
+			return fail(failure("4.7.5", "%s: TLS policy: %v", host, err))
+		}
+		d.cfg.Log.Info("TLS policy failed; TLS-Required: No, so delivering as without a policy", "id", m.ID, "host", host, "err", err)
+		plan, _ = Opportunistic{}.TLSPlan(ctx, dest)
+	}
+	switch {
+	case dest.RequireTLS:
+		var r *result
+		if plan, r = requireTLSPlan(dest, plan); r != nil {
+			return fail(*r)
+		}
+	case dest.TLSOptional:
+		plan = optionalPlan(plan)
 	}
 	var last []result
-	for _, req := range plan.Requirements {
-		res, retry, tlsFailed := d.session(ctx, from, t, dest, addr, plan.Policy, req, m, idx)
+	for i := range plan.Requirements {
+		res, retry, tlsFailed := d.session(ctx, from, t, dest, addr, plan, i, m, idx)
 		if !tlsFailed {
 			return res, retry
 		}
@@ -172,10 +194,18 @@ func (d *Deliverer) attempt(ctx context.Context, from string, t *Transport, doma
 	return last, true
 }
 
-// session runs one SMTP session to addr with the TLS that req asks for.
-// tlsFailed reports that req could not be met: the next may be tried.
-func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest TLSDestination, addr, policy string, req TLSRequirement, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
-	host := dest.Host
+// reportPolicyError tells the TLS reporter of a TLS policy that failed
+// for a host (sts-policy-fetch-error, say): no connection was made.
+func (d *Deliverer) reportPolicyError(dest TLSDestination, addr string, plan TLSPlan, err error) {
+	d.cfg.TLSReporter.ReportTLS(TLSOutcome{TLSDestination: dest, Addr: addr, Policy: plan.Policy, PolicyDomain: plan.PolicyDomain,
+		PolicyStrings: plan.PolicyStrings, MXHosts: plan.MXHosts, Achieved: TLSNone, Err: err, Failure: tlsFailure(err)})
+}
+
+// session runs one SMTP session to addr with the TLS that requirement i
+// of plan asks for. tlsFailed reports that it could not be met: the next
+// may be tried.
+func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest TLSDestination, addr string, plan TLSPlan, i int, m *queue.Message, idx []int) (res []result, retryable, tlsFailed bool) {
+	host, req := dest.Host, plan.Requirements[i]
 	achieved := TLSNone
 	all := func(r result) []result {
 		r.tls, r.transport = achieved, t.Name
@@ -195,14 +225,20 @@ func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest
 	if t.roots != nil {
 		roots = t.roots
 	}
+	starttls := false // offered in the first EHLO reply
 	report := func(err error) {
-		o := TLSOutcome{TLSDestination: dest, Addr: addr, Policy: policy, Required: req, Achieved: achieved, Err: err}
+		o := TLSOutcome{TLSDestination: dest, Addr: addr, LocalAddr: conn.LocalAddr().String(), Policy: plan.Policy,
+			PolicyDomain: plan.PolicyDomain, PolicyStrings: plan.PolicyStrings, MXHosts: plan.MXHosts,
+			Required: req, Fallback: i > 0, Achieved: achieved, STARTTLS: starttls, Err: err}
 		if cs, ok := c.TLS(); ok {
 			o.Version, o.CipherSuite = cs.Version, cs.CipherSuite
+			_, o.REQUIRETLS = c.Extension("REQUIRETLS")
 		}
 		if err != nil {
 			o.Failure = tlsFailure(err)
 			d.cfg.Log.Debug("TLS requirement not met", "host", host, "addr", addr, "mode", req.Mode, "required", req.Required, "failure", o.Failure, "err", err)
+		} else {
+			d.cfg.Destinations.note(o, d.cfg.Now(), d.cfg.Log)
 		}
 		d.cfg.TLSReporter.ReportTLS(o)
 	}
@@ -221,7 +257,8 @@ func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest
 	if err := c.Hello(d.cfg.Hostname); err != nil {
 		return all(sessionResult(host, addr, err)), true, false
 	}
-	if _, starttls := c.Extension("STARTTLS"); achieved == TLSNone && req.Mode != TLSNone && starttls {
+	_, starttls = c.Extension("STARTTLS")
+	if achieved == TLSNone && req.Mode != TLSNone && starttls {
 		if err := c.StartTLS(tlsConfig(host, roots, req)); err != nil {
 			var e *smtpclient.Error
 			if !errors.As(err, &e) || e.Step != smtpclient.StepSTARTTLS {
@@ -243,6 +280,11 @@ func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest
 		return all(failure("4.7.10", "%s offers no STARTTLS, which the TLS policy requires", host).at(host, addr, smtpclient.StepEHLO)), true, true
 	}
 	report(nil)
+	if _, ok := c.Extension("REQUIRETLS"); dest.RequireTLS && !ok {
+		// RFC 8689 §4.2.1 step 5: QUIT, and the next host may do.
+		c.Quit()
+		return all(failure("5.7.30", "%s does not offer REQUIRETLS, which the message requires (RFC 8689 section 4.2.1)", host).at(host, addr, smtpclient.StepEHLO)), true, false
+	}
 	if t.User != "" {
 		if achieved != TLSVerified {
 			// Whatever the policy says.
@@ -307,6 +349,16 @@ func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue
 	}
 	if m.SMTPUTF8 {
 		env.MailParams = append(env.MailParams, "SMTPUTF8")
+	}
+	if m.RequireTLS {
+		// Inside TLS, where a server offers it (RFC 8689 §4.2.1). Without
+		// it only a bounce gets here (§5: not discarded for want of it).
+		_, tlsOn := c.TLS()
+		if _, ok := c.Extension("REQUIRETLS"); ok && tlsOn {
+			env.MailParams = append(env.MailParams, "REQUIRETLS")
+		} else {
+			d.cfg.Log.Info("a REQUIRETLS bounce goes without REQUIRETLS: the server does not offer it (RFC 8689 section 5)", "id", m.ID, "host", host)
+		}
 	}
 	// UTF-8 in the envelope only with SMTPUTF8, which the check above
 	// makes sure the server has when the message asks for it.

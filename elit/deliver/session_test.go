@@ -22,12 +22,12 @@ func TestShutdownEndsTransaction(t *testing.T) {
 	started := make(chan struct{})
 	stall := make(chan struct{})
 	t.Cleanup(func() { close(stall) }) // before the server closes
-	p.data = func(io.Reader) error {
+	p.OnData = func(io.Reader) error {
 		close(started)
 		<-stall
 		return errors.New("stalled")
 	}
-	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.port, Timeout: time.Minute})
+	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.Port, Timeout: time.Minute})
 	m := &queue.Message{From: "sender@example.net", Recipients: []queue.Recipient{{Address: "a@example.com"}}}
 	queueMessage(t, d, m)
 
@@ -83,13 +83,13 @@ func TestORCPT(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPeer(t, func(s *smtp.Server) { s.EnableDSN, s.EnableSMTPUTF8 = true, true })
-			d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.port})
+			d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.Port})
 			m := &queue.Message{From: "sender@example.net", SMTPUTF8: c.smtputf8, Recipients: []queue.Recipient{
 				{Address: "a@example.com", Notify: "FAILURE", ORcpt: c.orcpt},
 			}}
 			queueMessage(t, d, m)
 			d.process(context.Background(), m.ID)
-			wire := p.wire.String()
+			wire := p.Wire.String()
 			var rcpt string
 			for _, l := range strings.Split(wire, "\n") {
 				if strings.HasPrefix(l, "RCPT TO:") {
@@ -103,13 +103,13 @@ func TestORCPT(t *testing.T) {
 			if rcpt != want {
 				t.Errorf("sent  %q\nwant  %q", rcpt, want)
 			}
-			got := p.received()
-			if len(got) != 1 || len(got[0].rcpts) != 1 {
+			got := p.Received()
+			if len(got) != 1 || len(got[0].Rcpts) != 1 {
 				t.Fatalf("the peer received %+v\n%s", got, wire)
 			}
 			// The peer (go-smtp) decodes it back to the original.
-			if c.wire != "" && !strings.EqualFold(got[0].orcpts[0], c.orcpt) {
-				t.Errorf("the peer decoded ORCPT %q, want %q", got[0].orcpts[0], c.orcpt)
+			if c.wire != "" && !strings.EqualFold(got[0].ORcpts[0], c.orcpt) {
+				t.Errorf("the peer decoded ORCPT %q, want %q", got[0].ORcpts[0], c.orcpt)
 			}
 		})
 	}

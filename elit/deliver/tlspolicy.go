@@ -43,6 +43,18 @@ type TLSDestination struct {
 	// ImplicitTLS is set when the connection starts with TLS (RFC 8314):
 	// a TLSNone requirement is met with unverified TLS.
 	ImplicitTLS bool
+	// RequireTLS is set for a message with REQUIRETLS and a sender to
+	// tell (RFC 8689 §4.2.1): only the plan's verified requirements are
+	// tried, and to an MX host only when the plan's VerifiedBy names the
+	// policy that authenticates it; the server must offer REQUIRETLS.
+	RequireTLS bool
+	// TLSOptional is set for a message with "TLS-Required: No" and no
+	// REQUIRETLS (RFC 8689 §4.2.2): the plan is tried, then unverified
+	// TLS and plaintext, and a policy error does not stop delivery.
+	TLSOptional bool
+	// TLSReport is set for a TLS report of ours (RFC 8460): its results
+	// are not reported.
+	TLSReport bool
 }
 
 // TLSPlan is what TLS to try on a host, in order: when a requirement
@@ -55,7 +67,41 @@ type TLSPlan struct {
 	Policy string
 	// Requirements, tried in order.
 	Requirements []TLSRequirement
+	// VerifiedBy names the policy in force that authenticates the host
+	// as a mail exchanger of the domain and has its certificate verified
+	// (RFC 8689 §4.2.1 steps 2 and 4): VerifiedBySTS or VerifiedByDANE;
+	// "" when none does (no policy, MTA-STS in mode testing, the
+	// default). REQUIRETLS mail goes to an MX host only when it is set.
+	VerifiedBy string
+	// For TLS reports (RFC 8460 §4.4): the domain the policy is published
+	// for (policy-domain: the recipient domain for MTA-STS, the TLSA base
+	// domain for DANE; "" the destination's domain), the policy as
+	// published (policy-string: the MTA-STS policy's lines, or the TLSA
+	// records in presentation format), and MTA-STS's mx patterns
+	// (mx-host).
+	PolicyDomain  string
+	PolicyStrings []string
+	MXHosts       []string
 }
+
+// Policies that may verify a host for REQUIRETLS (TLSPlan.VerifiedBy).
+const (
+	VerifiedBySTS  = "sts"  // an MTA-STS policy in mode enforce lists the host (RFC 8461 §4.1)
+	VerifiedByDANE = "dane" // DNSSEC-signed MX and TLSA records (RFC 7672)
+)
+
+// TLSPolicyError is a failure of a TLS policy, with its result type for
+// TLS reports (RFC 8460 §4.3): a TLSPlan error (sts-policy-fetch-error,
+// sts-policy-invalid, sts-webpki-invalid, tlsa-invalid, dnssec-invalid,
+// dane-required), or a TLSRequirement.Verify error (validation-failure,
+// certificate-host-mismatch...).
+type TLSPolicyError struct {
+	ResultType string
+	Err        error
+}
+
+func (e *TLSPolicyError) Error() string { return e.Err.Error() }
+func (e *TLSPolicyError) Unwrap() error { return e.Err }
 
 // TLSRequirement is what TLS one connection needs.
 type TLSRequirement struct {
@@ -97,19 +143,32 @@ type TLSReporter interface {
 	ReportTLS(TLSOutcome)
 }
 
-// TLSOutcome is what one connection asked of TLS and got.
+// TLSOutcome is what one connection asked of TLS and got; or, with no
+// connection (Required zero), a TLS policy that failed for the host.
 type TLSOutcome struct {
 	TLSDestination
-	Addr     string // the address dialled, ip:port
-	Policy   string // the plan's
-	Required TLSRequirement
+	Addr      string // the address dialled, ip:port
+	LocalAddr string // our end of the connection, ip:port ("" without one)
+	Policy    string // the plan's
+	// The plan's policy for TLS reports (TLSPlan).
+	PolicyDomain  string
+	PolicyStrings []string
+	MXHosts       []string
+	Required      TLSRequirement
+	// Fallback is set when Required is not the plan's first requirement:
+	// what the plan allows once the policy's own requirement failed.
+	Fallback bool
 	Achieved TLSMode // what the session went on with (TLSNone after a failure)
+	// STARTTLS and REQUIRETLS are what the server offered: STARTTLS in
+	// its first EHLO reply, REQUIRETLS in its EHLO reply inside TLS.
+	STARTTLS, REQUIRETLS bool
 	// Version and CipherSuite of the TLS connection, when there is one.
 	Version, CipherSuite uint16
 	// Err is why the requirement was not met; nil when it was. Failure
 	// is its result type for a TLS report (RFC 8460 §4.3):
 	// starttls-not-supported, certificate-host-mismatch,
-	// certificate-expired, certificate-not-trusted, validation-failure.
+	// certificate-expired, certificate-not-trusted, validation-failure,
+	// or a TLSPolicyError's.
 	Err     error
 	Failure string
 }
@@ -165,7 +224,10 @@ func tlsFailure(err error) string {
 	var host x509.HostnameError
 	var inv x509.CertificateInvalidError
 	var unknown x509.UnknownAuthorityError
+	var policy *TLSPolicyError
 	switch {
+	case errors.As(err, &policy) && policy.ResultType != "":
+		return policy.ResultType
 	case errors.Is(err, errNoSTARTTLS):
 		return "starttls-not-supported"
 	case errors.As(err, &host):

@@ -49,7 +49,7 @@ func plan(reqs ...TLSRequirement) TLSPolicy {
 // to unverified TLS; a requirement against other names, or with a check
 // of its own, is met or not as it says; a host without STARTTLS fails a
 // requirement of TLS; a policy error skips the host. Each connection's
-// TLS outcome is reported.
+// TLS outcome is reported, and each policy error with its result type.
 func TestTLSPolicy(t *testing.T) {
 	cert, pool := testlib.Certificate("mx.example.com")
 	pin := func(cs tls.ConnectionState) error { // as DANE-EE would: this certificate, whoever signed it
@@ -81,7 +81,10 @@ func TestTLSPolicy(t *testing.T) {
 		{name: "pinned", policy: plan(TLSRequirement{Mode: TLSVerified, Required: true, Verify: pin}), tls: []TLSMode{TLSVerified}, failures: []string{""}},
 		{name: "testing", policy: plan(verified, TLSRequirement{Mode: TLSNone}), tls: []TLSMode{TLSNone, TLSNone}, failures: []string{"certificate-not-trusted", ""}},
 		{name: "policy error", policy: policyFunc(func(TLSDestination) (TLSPlan, error) { return TLSPlan{}, errors.New("MX host not in the policy") }),
-			result: "4.7.5 mx.example.com: TLS policy: MX host not in the policy"},
+			tls: []TLSMode{TLSNone}, failures: []string{"validation-failure"}, result: "4.7.5 mx.example.com: TLS policy: MX host not in the policy"},
+		{name: "policy error with a result type", policy: policyFunc(func(TLSDestination) (TLSPlan, error) {
+			return TLSPlan{Policy: "sts"}, &TLSPolicyError{ResultType: "sts-policy-fetch-error", Err: errors.New("fetching the policy: timeout")}
+		}), tls: []TLSMode{TLSNone}, failures: []string{"sts-policy-fetch-error"}, result: "4.7.5 mx.example.com: TLS policy: fetching the policy"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPeer(t, func(s *smtp.Server) {
@@ -90,7 +93,7 @@ func TestTLSPolicy(t *testing.T) {
 				}
 			})
 			rep := &reports{}
-			d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.port, RootCAs: c.roots, TLSPolicy: c.policy, TLSReporter: rep})
+			d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.Port, RootCAs: c.roots, TLSPolicy: c.policy, TLSReporter: rep})
 			m := &queue.Message{From: "sender@example.net", Recipients: []queue.Recipient{{Address: "a@example.com"}}}
 			queueMessage(t, d, m)
 			d.process(context.Background(), m.ID)
@@ -100,7 +103,7 @@ func TestTLSPolicy(t *testing.T) {
 				t.Errorf("not delivered: %+v", got.Recipients[0])
 			case c.result != "" && (err != nil || got.Recipients[0].Status != queue.Pending || !strings.HasPrefix(got.Recipients[0].LastError, c.result)):
 				t.Errorf("got %+v (%v), want it pending with %q", got, err, c.result)
-			case c.result != "" && len(p.received()) != 0:
+			case c.result != "" && len(p.Received()) != 0:
 				t.Error("the peer got the message")
 			}
 			outcomes := rep.list()
@@ -111,7 +114,7 @@ func TestTLSPolicy(t *testing.T) {
 				if o.Achieved != c.tls[i] || o.Failure != c.failures[i] || (o.Err == nil) != (o.Failure == "") {
 					t.Errorf("outcome %d: %s, %q (%v); want %s, %q", i, o.Achieved, o.Failure, o.Err, c.tls[i], c.failures[i])
 				}
-				if o.Domain != "example.com" || o.Host != "mx.example.com" || o.Addr != "127.0.0.1:"+p.port || o.Transport != "direct" {
+				if o.Domain != "example.com" || o.Host != "mx.example.com" || o.Addr != "127.0.0.1:"+p.Port || o.Transport != "direct" {
 					t.Errorf("outcome %d is for %+v", i, o.TLSDestination)
 				}
 				if (o.Achieved != TLSNone) != (o.Version != 0) {
@@ -135,8 +138,8 @@ func TestTLSPolicyAsked(t *testing.T) {
 		mu.Unlock()
 		return Opportunistic{}.TLSPlan(context.Background(), d)
 	})
-	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.port, TLSPolicy: policy,
-		Transports: map[string]*Transport{"relay": {Type: "smarthost", Host: "127.0.0.1:" + p.port}},
+	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: p.Port, TLSPolicy: policy,
+		Transports: map[string]*Transport{"relay": {Type: "smarthost", Host: "127.0.0.1:" + p.Port}},
 		Routes:     []Route{{ToDomains: []string{"example.net"}, Transport: "relay"}}})
 	m := &queue.Message{From: "sender@example.org", Recipients: []queue.Recipient{{Address: "a@example.com"}, {Address: "b@example.net"}}}
 	queueMessage(t, d, m)

@@ -75,6 +75,52 @@ type Resolver interface {
 	// §3.5; an IPv4-mapped address is looked up as IPv4), in lower
 	// case without the final dot, in the order of the answer.
 	LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error)
+
+	// The lookups of DANE (RFC 7672 §2.2), which also say whether the
+	// answer is secure: authenticated by DNSSEC (RFC 4035 §4.3, RFC
+	// 4033 §5) as a resolver the client trusts says (see Client). A
+	// bogus answer is a failure: the validating resolver answers
+	// SERVFAIL (ErrTemporary, and ErrBogus when it says why).
+
+	// LookupMXSecure is LookupMX, with whether the MX RRset, or its
+	// denial, is secure (RFC 7672 §2.2.1).
+	LookupMXSecure(ctx context.Context, domain string) ([]MX, bool, error)
+	// LookupAddrsSecure returns the AAAA and A records of host, the
+	// name they belong to after CNAME expansion, and whether both
+	// answers are secure (RFC 7672 §2.2.2). Unlike LookupAddrs, a failed
+	// AAAA or A lookup is an error even when the other has records: an
+	// answer made bogus must not pass for an insecure one.
+	LookupAddrsSecure(ctx context.Context, host string) (HostAddrs, error)
+	// LookupTLSA returns the TLSA records of name (RFC 6698 §2), such as
+	// _25._tcp.mx.example.com (RFC 7672 §2.2.3), and whether the answer
+	// is secure. A name that does not exist has no records: none and
+	// no error, secure when the denial is (RFC 4035 §5.4).
+	LookupTLSA(ctx context.Context, name string) ([]TLSA, bool, error)
+}
+
+// HostAddrs is the answer of LookupAddrsSecure.
+type HostAddrs struct {
+	Addrs []netip.Addr // AAAA, then A records
+	// Name is the host name after the CNAMEs of the answers (RFC 7672
+	// §2.2.2 calls it the expanded name), in lower case without the
+	// final dot; the host name itself when there is no CNAME.
+	Name string
+	// Secure: both answers, CNAMEs included, are authenticated.
+	Secure bool
+}
+
+// TLSA is a TLSA record's data (RFC 6698 §2.1); elit/dane reads it.
+type TLSA struct {
+	Usage        uint8 // certificate usage (RFC 6698 §2.1.1)
+	Selector     uint8 // RFC 6698 §2.1.2
+	MatchingType uint8 // RFC 6698 §2.1.3
+	Data         []byte
+}
+
+// String is the record's data in presentation form (RFC 6698 §2.2):
+// "3 1 1 0a1b...", the data in lower-case hexadecimal.
+func (t TLSA) String() string {
+	return fmt.Sprintf("%d %d %d %x", t.Usage, t.Selector, t.MatchingType, t.Data)
 }
 
 // ReverseName returns the name whose PTR records name ip, without the
@@ -112,6 +158,10 @@ type Client struct {
 	// appliance DHCP writes it after elit starts.
 	ResolvConf string
 	Timeout    time.Duration // per query; default 5 s
+	// TrustAD makes the client believe the AD bit of any server it asks;
+	// without it, only that of a server on a loopback address
+	// (127.0.0.0/8, ::1). See dnssec.go.
+	TrustAD bool
 }
 
 func (c *Client) server() (string, error) {
@@ -144,20 +194,31 @@ func ResolvConfServer(path string) string {
 // a query (an empty label, one over 63 octets, over 255 in all) cannot
 // exist: ErrNotFound, as RFC 7208 §4.3 and §4.8 treat it.
 func (c *Client) query(ctx context.Context, name string, qtype uint16) (*mdns.Msg, error) {
+	r, _, err := c.exchange(ctx, name, qtype)
+	return r, err
+}
+
+// exchange is query that also returns an NXDOMAIN answer (with the
+// error) and whether the answer is secure.
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*mdns.Msg, bool, error) {
 	fqdn := mdns.Fqdn(name)
 	if _, ok := mdns.IsDomainName(fqdn); !ok || name == "" || name == "." {
-		return nil, fmt.Errorf("%s: not a domain name: %w", name, ErrNotFound)
+		return nil, false, fmt.Errorf("%s: not a domain name: %w", name, ErrNotFound)
 	}
 	m := new(mdns.Msg)
 	m.SetQuestion(fqdn, qtype)
-	m.SetEdns0(1232, false)
+	// DO asks for DNSSEC (RFC 3225, RFC 4035 §3.2.1), AD for the
+	// resolver's verdict (RFC 6840 §5.7); CD stays clear, so a validating
+	// resolver validates (RFC 4035 §3.2.2).
+	m.SetEdns0(1232, true)
+	m.AuthenticatedData = true
 	timeout := c.Timeout
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
 	server, err := c.server()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
@@ -174,23 +235,37 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) (*mdns.Ms
 			}
 			continue
 		}
+		secure := r.AuthenticatedData && c.trusted(server)
 		switch r.Rcode {
 		case mdns.RcodeSuccess:
-			return r, nil
+			traceOf(ctx).add(secure)
+			return r, secure, nil
 		case mdns.RcodeNameError:
-			return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+			traceOf(ctx).add(secure)
+			return r, secure, fmt.Errorf("%s: %w", name, ErrNotFound)
 		default:
-			lastErr = fmt.Errorf("%s %s: %s", name, mdns.TypeToString[qtype], mdns.RcodeToString[r.Rcode])
+			lastErr = rcodeError(name, qtype, r)
+			if errors.Is(lastErr, ErrBogus) {
+				// The resolver has validated: asking again gets the
+				// same verdict.
+				return nil, false, temporary(fmt.Errorf("dns: %w", lastErr))
+			}
 		}
 	}
-	return nil, temporary(fmt.Errorf("dns: %w", lastErr))
+	return nil, false, temporary(fmt.Errorf("dns: %w", lastErr))
 }
 
 // LookupMX implements Resolver.
 func (c *Client) LookupMX(ctx context.Context, domain string) ([]MX, error) {
-	r, err := c.query(ctx, domain, mdns.TypeMX)
+	mxs, _, err := c.LookupMXSecure(ctx, domain)
+	return mxs, err
+}
+
+// LookupMXSecure implements Resolver.
+func (c *Client) LookupMXSecure(ctx context.Context, domain string) ([]MX, bool, error) {
+	r, secure, err := c.exchange(ctx, domain, mdns.TypeMX)
 	if err != nil {
-		return nil, err
+		return nil, secure, err
 	}
 	var out []MX
 	for _, rr := range r.Answer {
@@ -198,7 +273,7 @@ func (c *Client) LookupMX(ctx context.Context, domain string) ([]MX, error) {
 			out = append(out, MX{Host: strings.TrimSuffix(strings.ToLower(mx.Mx), "."), Pref: mx.Preference})
 		}
 	}
-	return out, nil
+	return out, secure, nil
 }
 
 // LookupAddrs implements Resolver: AAAA and A records.

@@ -46,10 +46,52 @@ func (m *Message) Drop(tell bool) int {
 	return n
 }
 
-// Apply runs an operator command: "hold", "release", "retry", "drop" or
-// "drop-quietly" (drop without telling the sender).
+// SetRequireTLS sets or clears the message's REQUIRETLS tag (RFC 8689):
+// an operator may let a message go without it, or ask for it. It returns
+// the recipients still to deliver (pending or held) when the tag changed,
+// else 0.
+func (m *Message) SetRequireTLS(on bool) int {
+	if m.RequireTLS == on {
+		return 0
+	}
+	m.RequireTLS = on
+	return m.undelivered()
+}
+
+// SetTLSRequired sets what the message's "TLS-Required" header field
+// means for delivery (RFC 8689 §3): required false is "TLS-Required: No",
+// the recipient domain's TLS policy failures ignored; true is the usual
+// handling. The header itself is not changed. It returns the recipients
+// still to deliver when the setting changed, else 0.
+func (m *Message) SetTLSRequired(required bool) int {
+	if m.TLSRequiredNo == !required {
+		return 0
+	}
+	m.TLSRequiredNo = !required
+	return m.undelivered()
+}
+
+// undelivered counts the pending and held recipients.
+func (m *Message) undelivered() int {
+	n := 0
+	for _, r := range m.Recipients {
+		if r.Status == Pending || r.Status == Held {
+			n++
+		}
+	}
+	return n
+}
+
+// Apply runs an operator command: "hold", "release", "retry", "drop",
+// "drop-quietly" (drop without telling the sender), "requiretls-on" and
+// "requiretls-off" (SetRequireTLS), "tlsrequired-no" and
+// "tlsrequired-yes" (SetTLSRequired).
 func (m *Message) Apply(cmd string) (int, error) {
 	switch cmd {
+	case "requiretls-on", "requiretls-off":
+		return m.SetRequireTLS(cmd == "requiretls-on"), nil
+	case "tlsrequired-no", "tlsrequired-yes":
+		return m.SetTLSRequired(cmd == "tlsrequired-yes"), nil
 	case "hold":
 		return m.Hold(), nil
 	case "release":

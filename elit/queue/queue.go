@@ -128,6 +128,20 @@ type Message struct {
 	// set when the client asked for it (RFC 6531).
 	Body     string `json:"body,omitempty"`
 	SMTPUTF8 bool   `json:"smtputf8,omitempty"`
+	// RequireTLS is the REQUIRETLS parameter of the MAIL command (RFC
+	// 8689 §4.1: the message is tagged as needing REQUIRETLS handling):
+	// it goes only over TLS verified as an MTA-STS or DANE policy says,
+	// to servers that offer REQUIRETLS, and with the parameter (§4.2.1).
+	RequireTLS bool `json:"requiretls,omitempty"`
+	// TLSRequiredNo is set when the header says "TLS-Required: No" (RFC
+	// 8689 §3): the recipient domain's TLS policy is tried, but its
+	// failures do not stop delivery (§4.2.2). REQUIRETLS wins: the field
+	// is ignored while RequireTLS is set (§4.1).
+	TLSRequiredNo bool `json:"tls_required_no,omitempty"`
+	// TLSReport marks a TLS report of ours (RFC 8460): the TLS results of
+	// its deliveries are left out of the reports, which would otherwise
+	// beget reports every day.
+	TLSReport bool `json:"tls_report,omitempty"`
 }
 
 // Done reports whether nothing is left to do: every recipient delivered,

@@ -144,32 +144,70 @@ func (s *scanner) close() error {
 	return s.err
 }
 
+// trace is what our Received field says of a message.
+type trace struct {
+	helo     string     // the client's HELO/EHLO name
+	ip       netip.Addr // the client's address
+	hostname string     // ours
+	id       string     // the queue ID
+	tls      *tls.ConnectionState
+	user     string // the authenticated user
+	utf8     bool   // SMTPUTF8
+	rcpt     string // the one recipient, "" for several
+	// requireTLS: the message came with REQUIRETLS (RFC 8689), said in
+	// the TLS comment.
+	requireTLS bool
+}
+
 // receivedHeader is the trace field of RFC 5321 §4.4, with the protocol
-// keywords of RFC 3848 and RFC 6531 §3.7.3.
-func receivedHeader(helo string, ip netip.Addr, hostname, id string, tlsState *tls.ConnectionState, user string, utf8 bool, rcpt string, now time.Time) string {
+// keywords of RFC 3848 and RFC 6531 §3.7.3, and REQUIRETLS in the TLS
+// comment when the MAIL command had it (RFC 8689).
+func receivedHeader(tr trace, now time.Time) string {
 	proto := "ESMTP"
-	if utf8 {
+	if tr.utf8 {
 		proto = "UTF8SMTP"
 	}
-	if tlsState != nil {
+	if tr.tls != nil {
 		proto += "S"
 	}
-	if user != "" {
+	if tr.user != "" {
 		proto += "A"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Elit) with %s id %s", sanitizeHelo(helo), addrLiteral(ip), hostname, proto, id)
-	if tlsState != nil {
-		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tlsVersion(tlsState.Version), tls.CipherSuiteName(tlsState.CipherSuite))
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Elit) with %s id %s", sanitizeHelo(tr.helo), addrLiteral(tr.ip), tr.hostname, proto, tr.id)
+	if tr.tls != nil {
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s", tlsVersion(tr.tls.Version), tls.CipherSuiteName(tr.tls.CipherSuite))
+		if tr.requireTLS {
+			b.WriteString("; REQUIRETLS")
+		}
+		b.WriteString(")")
 	}
-	if user != "" {
-		fmt.Fprintf(&b, "\r\n\t(authenticated user %s)", sanitizeHelo(user))
+	if tr.user != "" {
+		fmt.Fprintf(&b, "\r\n\t(authenticated user %s)", sanitizeHelo(tr.user))
 	}
-	if rcpt != "" {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", rcpt)
+	if tr.rcpt != "" {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", tr.rcpt)
 	}
 	fmt.Fprintf(&b, ";\r\n\t%s\r\n", now.Format(time.RFC1123Z))
 	return b.String()
+}
+
+// tlsRequiredNo reports whether the header says "TLS-Required: No" (RFC
+// 8689 §3): the one value defined, in any case. Several fields must all
+// say it; a field too long to keep, or any other value, makes the
+// header no request at all (the sender's usual TLS handling applies).
+func tlsRequiredNo(header []decide.Field) bool {
+	n := 0
+	for _, f := range header {
+		if !strings.EqualFold(f.Name, "TLS-Required") {
+			continue
+		}
+		if f.Long || !strings.EqualFold(strings.TrimSpace(f.Value), "No") {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 func addrLiteral(ip netip.Addr) string {

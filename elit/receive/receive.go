@@ -63,6 +63,11 @@ type Config struct {
 	// tls-server-end-point channel binding.
 	TLS     *tls.Config
 	CertDER func() []byte
+	// NoREQUIRETLS turns off the REQUIRETLS extension (RFC 8689), which
+	// is otherwise offered inside TLS on every listener and taken only
+	// there: a server that cannot pass the requirement on (a mailing
+	// list to members elsewhere, say) may not want it.
+	NoREQUIRETLS bool
 
 	MaxSize         int64         // message size in bytes (10 MB, as Postfix)
 	MaxRecipients   int           // RCPT commands per message (100)
@@ -187,6 +192,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, mode Mode) error {
 	srv.WriteTimeout = s.cfg.WriteTimeout
 	srv.EnableSMTPUTF8 = true
 	srv.EnableDSN = true
+	// Advertised only inside TLS, and refused outside it (RFC 8689
+	// section 2; third_party/go-smtp).
+	srv.EnableREQUIRETLS = !s.cfg.NoREQUIRETLS
 	srv.TLSConfig = s.cfg.TLS
 	srv.SoftErrorLimit = s.cfg.SoftErrorLimit
 	srv.HardErrorLimit = s.cfg.HardErrorLimit

@@ -78,8 +78,10 @@ func TestScanner(t *testing.T) {
 func TestReceivedHeader(t *testing.T) {
 	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	cs := &tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256}
-	got := receivedHeader("client (evil)\r\nX: y", netip.MustParseAddr("2001:db8::1"), "mx.example.org", "ID1", cs, "din", false, "a@example.org", now) +
-		receivedHeader("c.example", netip.MustParseAddr("192.0.2.1"), "mx.example.org", "ID2", nil, "", true, "", now)
+	got := receivedHeader(trace{helo: "client (evil)\r\nX: y", ip: netip.MustParseAddr("2001:db8::1"), hostname: "mx.example.org", id: "ID1",
+		tls: cs, user: "din", rcpt: "a@example.org"}, now) +
+		receivedHeader(trace{helo: "c.example", ip: netip.MustParseAddr("192.0.2.1"), hostname: "mx.example.org", id: "ID2", utf8: true}, now) +
+		receivedHeader(trace{helo: "tls.example", ip: netip.MustParseAddr("192.0.2.2"), hostname: "mx.example.org", id: "ID3", tls: cs, requireTLS: true}, now)
 	golden := filepath.Join("testdata", "received.golden")
 	if os.Getenv("UPDATE_GOLDEN") != "" {
 		os.WriteFile(golden, []byte(got), 0o644)

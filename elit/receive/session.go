@@ -311,10 +311,15 @@ func (ss *session) Data(r io.Reader) error {
 		EnvID:      tx.Params.EnvID,
 		Body:       tx.Params.Body,
 		SMTPUTF8:   tx.Params.UTF8,
+		// RFC 8689 §4.1: the message is tagged with REQUIRETLS, or with
+		// its TLS-Required header field (which REQUIRETLS overrides at
+		// delivery, and which stays in the message).
+		RequireTLS:    tx.Params.RequireTLS,
+		TLSRequiredNo: tlsRequiredNo(msg.Header),
 		// What the steps add goes above our Received field (RFC 5321
 		// §4.4: trace fields are added at the top).
-		Header: strings.Join(tx.Fields, "") +
-			receivedHeader(ss.conn.Hostname(), ss.ip, ss.s.cfg.Hostname, in.ID(), tp, ss.user, tx.Params.UTF8, forRcpt, now),
+		Header: strings.Join(tx.Fields, "") + receivedHeader(trace{helo: ss.conn.Hostname(), ip: ss.ip, hostname: ss.s.cfg.Hostname,
+			id: in.ID(), tls: tp, user: ss.user, utf8: tx.Params.UTF8, rcpt: forRcpt, requireTLS: tx.Params.RequireTLS}, now),
 	}
 	if err := ss.s.cfg.Queue.Commit(in, m); err != nil {
 		ss.log.Error("cannot queue", "err", err)
@@ -322,7 +327,8 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	tx.Accepted()
 	receivedTotal.Inc(ss.mode.String())
-	ss.log.Info("queued", "id", m.ID, "from", m.From, "recipients", len(m.Recipients), "size", m.Size, "tls", isTLS)
+	ss.log.Info("queued", "id", m.ID, "from", m.From, "recipients", len(m.Recipients), "size", m.Size, "tls", isTLS,
+		"requiretls", m.RequireTLS, "tls_required_no", m.TLSRequiredNo)
 	ss.s.cfg.Deliver(m)
 	ss.junk = -1 // the Reset that follows DATA is not junk
 	// go-smtp answers an *SMTPError as given: this one says where it went.

@@ -1,8 +1,9 @@
 // Package records is the list of DNS records a domain served by Elit
 // publishes, the same for `elit dns-records` and the status page: MX (RFC
 // 5321 §5.1), SPF (RFC 7208), DKIM keys (RFC 6376 §3.6.2.1), DMARC (RFC
-// 7489 §6.1) and the submission SRV records (RFC 6186 §3.1, RFC 8314
-// §5.1). The host name's A and AAAA records hold the server's public
+// 7489 §6.1), the submission SRV records (RFC 6186 §3.1, RFC 8314
+// §5.1), the MX host's TLSA record for DANE (RFC 7672 §2.2.3, RFC 6698
+// §2), MTA-STS (RFC 8461 §3) and TLSRPT (RFC 8460 §3). The host name's A and AAAA records hold the server's public
 // addresses, which it cannot know behind NAT.
 package records
 
@@ -11,6 +12,8 @@ import (
 	"strings"
 
 	"elit.local/elit/mailauth"
+	"elit.local/elit/mtasts"
+	"elit.local/elit/tlsrpt"
 )
 
 // Record is one record to publish.
@@ -26,15 +29,29 @@ func (r Record) String() string {
 	return fmt.Sprintf("%s %s %s ; %s", r.Name, r.Type, r.Value, r.Why)
 }
 
-// For returns the records of domain, served by hostname, with its DKIM
-// keys.
-func For(domain, hostname string, keys []mailauth.Key) []Record {
+// Input is what the records of a domain depend on.
+type Input struct {
+	Domain, Hostname string
+	Keys             []mailauth.Key // the domain's DKIM keys
+	// TLSA is the MX's TLSA record data ("3 1 1 <hex>"), "" for none.
+	TLSA string
+	// TLSReports is the address TLS reports go to (RFC 8460), "" for no
+	// TLSRPT record.
+	TLSReports string
+	// MTASTS is the MTA-STS policy we publish, nil for none.
+	MTASTS *mtasts.Policy
+}
+
+// List returns every record of in.Domain, the same list for `elit
+// dns-records` and the status page.
+func List(in Input) []Record {
+	domain, hostname := in.Domain, in.Hostname
 	rs := []Record{
 		{domain + ".", "MX", "10 " + hostname + ".", "mail for the domain comes here"},
 		{hostname + ".", "A/AAAA", "<the public address of this server>", "the MX host"},
 		{domain + ".", "TXT", quote("v=spf1 mx -all"), "our MX sends the domain's mail, and the SRS-rewritten forwards"},
 	}
-	for _, k := range keys {
+	for _, k := range in.Keys {
 		rs = append(rs, Record{k.RecordName() + ".", "TXT", quote(k.Record), "DKIM key " + k.Selector + " (" + k.Algorithm + ")"})
 	}
 	rs = append(rs,
@@ -43,6 +60,18 @@ func For(domain, hostname string, keys []mailauth.Key) []Record {
 		Record{"_submissions._tcp." + domain + ".", "SRV", "0 1 465 " + hostname + ".", "mail clients find submission over TLS (RFC 8314)"},
 		Record{"_submission._tcp." + domain + ".", "SRV", "0 1 587 " + hostname + ".", "mail clients find submission with STARTTLS (RFC 6186)"},
 	)
+	if in.TLSA != "" {
+		rs = append(rs, TLSA(hostname, in.TLSA))
+	}
+	if in.MTASTS != nil {
+		for _, r := range mtasts.Records(domain, hostname, *in.MTASTS) {
+			rs = append(rs, Record{r.Name, r.Type, r.Value, r.Why + " (served with -acme)"})
+		}
+	}
+	if in.TLSReports != "" {
+		rs = append(rs, Record{tlsrpt.RecordName(domain) + ".", "TXT", quote(tlsrpt.OwnRecord(in.TLSReports)),
+			"TLSRPT (RFC 8460): where senders report their TLS with us"})
+	}
 	return rs
 }
 
@@ -56,4 +85,14 @@ func quote(s string) string {
 	}
 	parts = append(parts, `"`+s+`"`)
 	return strings.Join(parts, " ")
+}
+
+// TLSA is the TLSA record of the MX host hostname, data its record data
+// ("3 1 1 <hex>", the server key's digest: elit/certs). It is at
+// _25._tcp.HOSTNAME (RFC 7672 §2.2.3) and counts only in a zone signed
+// with DNSSEC; it stays true across certificate renewals, which keep the
+// key (RFC 7671 §8.1).
+func TLSA(hostname, data string) Record {
+	return Record{"_25._tcp." + hostname + ".", "TLSA", data,
+		"DANE (RFC 7672): the MX's key; publish it where the zone is signed with DNSSEC"}
 }

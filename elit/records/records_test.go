@@ -9,7 +9,7 @@ import (
 
 func TestFor(t *testing.T) {
 	long := "v=DKIM1; k=rsa; p=" + strings.Repeat("A", 392)
-	rs := For("example.org", "mx.example.org", []mailauth.Key{{Domain: "example.org", Selector: "s1", Algorithm: "rsa-sha256", Record: long}})
+	rs := List(Input{Domain: "example.org", Hostname: "mx.example.org", Keys: []mailauth.Key{{Domain: "example.org", Selector: "s1", Algorithm: "rsa-sha256", Record: long}}})
 	var lines []string
 	for _, r := range rs {
 		lines = append(lines, r.String())
@@ -25,5 +25,13 @@ func TestFor(t *testing.T) {
 		if !strings.Contains(all, want) {
 			t.Errorf("missing %q in\n%s", want, all)
 		}
+	}
+}
+
+func TestTLSA(t *testing.T) {
+	data := "3 1 1 " + strings.Repeat("ab", 32)
+	got := TLSA("mx.example.org", data).String()
+	if want := "_25._tcp.mx.example.org. TLSA " + data + " ; DANE"; !strings.HasPrefix(got, want) {
+		t.Errorf("TLSA: %q, want %q...", got, want)
 	}
 }

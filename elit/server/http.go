@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"elit.local/elit/certs"
 	"elit.local/elit/config"
 	"elit.local/elit/metrics"
+	"elit.local/elit/mtasts"
 	"elit.local/elit/status"
 )
 
@@ -24,13 +26,14 @@ func tlsConfig(src *certs.Source) *tls.Config {
 }
 
 // serveHTTP starts the HTTP servers the configuration asks for: metrics,
-// the status page st (its password read here), and the ACME challenges
+// the status page st (its password read here; HTTPS with the server's
+// certificate unless -http-tls=false), and the ACME challenges
 // (and the first ACME certificate's retrieval); they stop when ctx ends.
 func serveHTTP(ctx context.Context, cfg *config.Config, src *certs.Source, st *status.Server, log *slog.Logger) error {
 	if addr := cfg.HTTP.MetricsAddr; addr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Default)
-		a, err := listenHTTP(ctx, addr, mux)
+		a, err := listenHTTP(ctx, addr, mux, nil)
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -41,16 +44,23 @@ func serveHTTP(ctx context.Context, cfg *config.Config, src *certs.Source, st *s
 		if err != nil {
 			return config.Errorf("-http-addr: %w", err)
 		}
-		st.Password = pw
-		a, err := listenHTTP(ctx, addr, st.Handler())
+		st.Password, st.PlainDBPush = pw, cfg.HTTP.PlainDBPush
+		// The private endpoints go over TLS with the server's
+		// certificate: elit-image pins its key.
+		var tc *tls.Config
+		scheme := "http"
+		if cfg.HTTP.TLS {
+			tc, scheme = tlsConfig(src), "https"
+		}
+		a, err := listenHTTP(ctx, addr, st.Handler(), tc)
 		if err != nil {
 			return fmt.Errorf("status page: %w", err)
 		}
-		st.Log.Info("status page listening", "addr", a.String())
+		st.Log.Info("status page listening", "addr", a.String(), "url", scheme+"://"+a.String()+"/")
 	}
 	if acme := cfg.TLS.ACME; acme.Enabled {
 		if acme.HTTPAddr != "" {
-			if _, err := listenHTTP(ctx, acme.HTTPAddr, src.HTTPHandler()); err != nil {
+			if _, err := listenHTTP(ctx, acme.HTTPAddr, src.HTTPHandler(), nil); err != nil {
 				return fmt.Errorf("ACME HTTP-01: %w", err)
 			}
 		}
@@ -59,18 +69,33 @@ func serveHTTP(ctx context.Context, cfg *config.Config, src *certs.Source, st *s
 			if err != nil {
 				return fmt.Errorf("ACME TLS-ALPN-01: %w", err)
 			}
-			go src.ServeALPN(ctx, l)
+			// Port 443: the challenges and, for our domains, the
+			// MTA-STS policy (RFC 8461 §3.3).
+			var h http.Handler
+			if pol := cfg.PublishedSTS(); pol != nil {
+				var domains []string
+				for _, host := range cfg.STSHosts() {
+					domains = append(domains, strings.TrimPrefix(host, "mta-sts."))
+				}
+				h = mtasts.Handler(*pol, domains...)
+				log.Info("serving the MTA-STS policy", "addr", l.Addr().String(), "hosts", cfg.STSHosts(), "mode", pol.Mode, "id", pol.ID())
+			}
+			go src.ServeHTTPS(ctx, l, h)
 		}
 		go src.Obtain(ctx)
 	}
 	return nil
 }
 
-// listenHTTP serves h on addr until ctx ends.
-func listenHTTP(ctx context.Context, addr string, h http.Handler) (net.Addr, error) {
+// listenHTTP serves h on addr until ctx ends, over TLS with tc when it is
+// not nil.
+func listenHTTP(ctx context.Context, addr string, h http.Handler, tc *tls.Config) (net.Addr, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
 	go hs.Serve(l)

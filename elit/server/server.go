@@ -25,9 +25,11 @@ import (
 	"elit.local/elit/deliver"
 	"elit.local/elit/lists"
 	"elit.local/elit/mailauth"
+	"elit.local/elit/mtasts"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
 	"elit.local/elit/status"
+	"elit.local/elit/tlsrpt"
 	"elit.local/elit/userdb"
 )
 
@@ -86,6 +88,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return config.Errorf("list bounces: %w", err)
 	}
 	defer bounces.Close()
+	dests, reports, inbox, err := tlsState(cfg, log)
+	if err != nil {
+		return config.Errorf("%w", err)
+	}
+	var sts *mtasts.Cache
+	if cfg.TLSPolicy.MTASTS {
+		sts, err = mtasts.Open(mtasts.Config{Dir: st.MTASTS(), Resolver: cfg.DNS(), Log: log.With("job", "mta-sts")})
+		if err != nil {
+			return config.Errorf("%w", err)
+		}
+		go sts.Run(ctx)
+	}
 
 	parts := config.Parts{
 		Queue:      q,
@@ -102,6 +116,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		},
 		Postmaster: defaultPostmaster(cfg, loader.DB(), log),
 		Keys:       keys,
+
+		MTASTS:         sts,
+		TLSReports:     reports,
+		TLSReportInbox: inbox,
+		Destinations:   dests,
 	}
 	deliverer, err := deliver.New(cfg.DeliverConfig(parts))
 	if err != nil {
@@ -121,7 +140,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	boot := status.ReadBoot("/proc/cmdline")
 	if err := serveHTTP(ctx, cfg, certSource, &status.Server{Version: cfg.Version, Domain: cfg.Domain, Hostname: cfg.Hostname,
 		DBSource: cfg.Database.Source(), Queue: q, Loader: loader, Cert: certSource.Info, Boot: boot,
-		Keys: keys, Started: time.Now(), Log: log.With("job", "http")}, log); err != nil {
+		Keys: keys, Records: cfg.DNSRecords, TLSReports: inbox.Summaries, Destinations: dests.List,
+		Started: time.Now(), Log: log.With("job", "http")}, log); err != nil {
 		closeAll(ls)
 		return err
 	}
@@ -139,6 +159,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if cfg.Delivery.Enabled {
 		wg.Go(func() { deliverer.Run(ctx) })
 	}
+	saves := map[string]func() error{"the destinations' TLS": dests.Save}
+	if reports != nil {
+		saves["the TLS report results"] = reports.Flush
+		if sender := cfg.TLSReportSender(parts); cfg.Delivery.Enabled {
+			wg.Go(func() { sender.Run(ctx) })
+		}
+	}
+	wg.Go(func() { saveEvery(ctx, time.Minute, saves, log) })
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		wg.Go(func() {
@@ -155,6 +183,46 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("elit stopped")
 	return nil
+}
+
+// saveEvery calls each save every interval, and once more when ctx
+// ends: state kept in memory and written now and then.
+func saveEvery(ctx context.Context, interval time.Duration, saves map[string]func() error, log *slog.Logger) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+		}
+		for what, save := range saves {
+			if err := save(); err != nil {
+				log.Error("saving "+what, "err", err)
+			}
+		}
+	}
+}
+
+// tlsState opens what outbound TLS keeps in the state directory: what
+// each destination's servers offered, and, with TLS reporting, the
+// results to report and the reports received.
+func tlsState(cfg *config.Config, log *slog.Logger) (*deliver.Destinations, *tlsrpt.Store, *tlsrpt.Inbox, error) {
+	dests, err := deliver.OpenDestinations(cfg.State.Destinations(), 0)
+	if err != nil || !cfg.TLSRPT.Enabled {
+		return dests, nil, nil, err
+	}
+	reports, err := tlsrpt.OpenStore(cfg.State.TLSReports(), nil, log.With("job", "tlsrpt"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	inbox, err := tlsrpt.OpenInbox(cfg.State.TLSReportInbox())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log.Info("TLS reporting: publish the record for the reports sent to us", "name", tlsrpt.RecordName(cfg.Domain),
+		"record", tlsrpt.OwnRecord(cfg.TLSRPT.ReportAddress(cfg.Domain)))
+	return dests, reports, inbox, nil
 }
 
 // defaultPostmaster is where postmaster@ goes when neither -postmaster

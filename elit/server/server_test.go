@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -48,7 +49,7 @@ func testConfig(t *testing.T, smarthost string) *config.Config {
 
 var (
 	mxRe     = regexp.MustCompile(`msg=listening mode=mx addr=(\S+)`)
-	statusRe = regexp.MustCompile(`msg="status page listening" job=http addr=(\S+)`)
+	statusRe = regexp.MustCompile(`msg="status page listening" job=http addr=\S+ url=(\S+)/`)
 )
 
 // waitLog waits for re in the log and returns its first group.
@@ -112,9 +113,11 @@ func TestRunDeliversMessage(t *testing.T) {
 		t.Fatalf("nothing delivered:\n%s", logb.String())
 	}
 
-	req, _ := http.NewRequest("GET", "http://"+waitLog(t, &logb, statusRe)+"/status.json", nil)
+	// The status page is HTTPS with the server's self-signed certificate.
+	req, _ := http.NewRequest("GET", waitLog(t, &logb, statusRe)+"/status.json", nil)
 	req.SetBasicAuth("gokrazy", "s3cret")
-	resp, err := http.DefaultClient.Do(req)
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := insecure.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

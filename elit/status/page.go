@@ -25,6 +25,14 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <h2>DKIM keys</h2>
 {{if .DKIM}}<table>{{range .DKIM}}<tr><td>{{.Domain}}</td><td>{{.Selector}}</td><td>{{.Algorithm}}</td><td>made {{.Created.Format "2006-01-02"}}</td></tr>
 {{end}}</table>{{else}}<p>None yet: a key is made at the first start.</p>{{end}}
+<h2>TLS reports received</h2>
+{{if .TLSReports}}<table><tr><th>received</th><th>from</th><th>domains</th><th>period</th><th>sessions ok</th><th>failed</th></tr>
+{{range .TLSReports}}<tr><td>{{.Received.Format "2006-01-02 15:04"}}</td><td>{{.Organization}}</td><td>{{range .Domains}}{{.}} {{end}}</td><td>{{.Start.Format "2006-01-02"}} to {{.End.Format "2006-01-02"}}</td><td>{{.Successful}}</td><td>{{.Failed}}{{range $k, $v := .Failures}} {{$k}}: {{$v}}{{end}}</td></tr>
+{{end}}</table>{{else}}<p>None (they come to the address of our TLSRPT record).</p>{{end}}
+<h2>Destinations</h2>
+{{if .Destinations}}<table><tr><th>domain</th><th>last server</th><th>STARTTLS</th><th>REQUIRETLS</th><th>downgrades</th><th>updated</th></tr>
+{{range .Destinations}}<tr><td>{{.Domain}}</td><td>{{.Host}}</td><td>{{if .STARTTLS}}yes{{else}}no{{end}}</td><td>{{if .REQUIRETLS}}yes{{else}}no{{end}}</td><td>{{.Downgrades}}</td><td>{{.Updated.Format "2006-01-02 15:04"}}</td></tr>
+{{end}}</table>{{else}}<p>No delivery yet.</p>{{end}}
 <h2>DNS records to publish</h2>
 <pre>{{range .DNSRecord}}{{.}}
 {{end}}</pre>
@@ -42,8 +50,13 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 const maxDBPush = 8 << 20
 
 // putDB replaces the user database with the request body (JSON): 200 and
-// the number of addresses, or 422 with every problem, one per line.
+// the number of addresses, or 422 with every problem, one per line; 403
+// over plain HTTP unless PlainDBPush.
 func (s *Server) putDB(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil && !s.PlainDBPush {
+		http.Error(w, "PUT /db only over HTTPS (elit serve -http-plain-db-push allows plain HTTP)", http.StatusForbidden)
+		return
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDBPush))
 	if err != nil {
 		http.Error(w, "reading the database: "+err.Error(), http.StatusRequestEntityTooLarge)

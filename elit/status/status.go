@@ -3,24 +3,30 @@
 // publish (GET /, GET /status.json); and PUT /db, which replaces the user
 // database (elit-image db push). It answers only clients on private,
 // loopback or link-local addresses, with HTTP basic auth (user "gokrazy",
-// the appliance's password), like gokrazy's own web UI.
+// the appliance's password), like gokrazy's own web UI; elit serves it
+// over HTTPS, and PUT /db, which carries the users' secrets, only there
+// unless PlainDBPush.
 package status
 
 import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"elit.local/elit/certs"
+	"elit.local/elit/deliver"
 	"elit.local/elit/mailauth"
 	"elit.local/elit/queue"
 	"elit.local/elit/records"
+	"elit.local/elit/tlsrpt"
 	"elit.local/elit/userdb"
 )
 
@@ -32,10 +38,19 @@ type Server struct {
 	Loader                    *userdb.Loader
 	Cert                      func() certs.Info // nil: not shown
 	Keys                      *mailauth.Keys    // the DKIM keys; nil: none
-	Boot                      Boot
-	Password                  string
-	Started                   time.Time
-	Log                       *slog.Logger
+	// Records are the DNS records to publish (config.DNSRecords).
+	Records func(keys []mailauth.Key, tlsa string) []records.Record
+	// TLSReports are the TLS reports others sent us (RFC 8460), newest
+	// first, and Destinations what the destination domains' servers
+	// offered (STARTTLS, REQUIRETLS); nil: not shown.
+	TLSReports   func() []tlsrpt.ReportSummary
+	Destinations func() []deliver.DestinationTLS
+	Boot         Boot
+	Password     string
+	// PlainDBPush accepts PUT /db over plain HTTP.
+	PlainDBPush bool
+	Started     time.Time
+	Log         *slog.Logger
 }
 
 // ReadPassword returns the first password found in files (trimmed).
@@ -49,13 +64,28 @@ func ReadPassword(files []string) (string, error) {
 	return "", fmt.Errorf("no password in %s", strings.Join(files, " or "))
 }
 
-// Handler is the status page, status.json and PUT /db, behind the guard.
+// Handler is the status page, status.json, PUT /db and POST /sync,
+// behind the guard.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("GET /status.json", s.statusJSON)
 	mux.HandleFunc("PUT /db", s.putDB)
+	mux.HandleFunc("POST /sync", s.sync)
 	return s.guard(mux)
+}
+
+// Sync flushes the file systems and block devices (nil: syscall.Sync).
+var Sync = syscall.Sync
+
+// sync puts every write of the system on stable storage (sync(2)):
+// gokrazy writes the boot partition's command line without syncing, so
+// elit-image update calls this once it has made a trial boot permanent
+// (POST /update/switch); without it a power cut in the next half minute
+// could lose the switch.
+func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
+	Sync()
+	io.WriteString(w, "synced\n")
 }
 
 // guard lets through private-network clients with the right password.
@@ -89,10 +119,17 @@ type Status struct {
 	DNSRecord []string   `json:"dns_records"`
 	DKIM      []DKIMKey  `json:"dkim_keys"`
 	Cert      certs.Info `json:"certificate"`
+	// TLSReports are the last TLS reports received (at most
+	// maxShown), Destinations the domains we deliver to.
+	TLSReports   []tlsrpt.ReportSummary   `json:"tls_reports"`
+	Destinations []deliver.DestinationTLS `json:"destinations"`
 	// Boot is what the kernel command line says about the root file
 	// system (on the appliance; zero elsewhere).
 	Boot Boot `json:"boot"`
 }
+
+// maxShown bounds the TLS reports and destinations the status shows.
+const maxShown = 100
 
 // DKIMKey is a DKIM key that signs our mail.
 type DKIMKey struct {
@@ -159,11 +196,21 @@ func (s *Server) Status() Status {
 			st.DKIM = append(st.DKIM, DKIMKey{k.Domain, k.Selector, k.Algorithm, k.RecordName(), k.Record, k.Created})
 		}
 	}
-	for _, r := range records.For(s.Domain, s.Hostname, keys) {
-		st.DNSRecord = append(st.DNSRecord, r.String())
-	}
 	if s.Cert != nil {
 		st.Cert = s.Cert()
+	}
+	if s.Records != nil {
+		for _, r := range s.Records(keys, st.Cert.TLSA) {
+			st.DNSRecord = append(st.DNSRecord, r.String())
+		}
+	}
+	if s.TLSReports != nil {
+		st.TLSReports = s.TLSReports()
+		st.TLSReports = st.TLSReports[:min(len(st.TLSReports), maxShown)]
+	}
+	if s.Destinations != nil {
+		st.Destinations = s.Destinations()
+		st.Destinations = st.Destinations[:min(len(st.Destinations), maxShown)]
 	}
 	st.Boot = s.Boot
 	return st

@@ -7,7 +7,7 @@ package gpt
 
 import (
 	"bytes"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -115,6 +115,34 @@ func Read(f io.ReaderAt) (*Table, error) {
 	return t, nil
 }
 
+// DiskGUID is the disk's GUID.
+func (t *Table) DiskGUID() GUID { return GUID(t.header[56:72]) }
+
+// Derive is a GUID made from the disk's GUID and what, in the form of a
+// random one (version 4): the same disk and what give the same GUID, so
+// that an image is built the same twice.
+func (t *Table) Derive(what string) GUID {
+	disk := t.DiskGUID()
+	sum := sha256.Sum256(append(disk[:], what...))
+	g := GUID(sum[:16])
+	g[7] = g[7]&0x0f | 0x40 // version 4 (byte 7: the high byte of the little-endian third field)
+	g[8] = g[8]&0x3f | 0x80
+	return g
+}
+
+// newID is the unique GUID of new partition index named name. gokrazy
+// numbers its partitions' GUIDs (60c24cc1-f3f9-427a-8199-XXXXXXXX000N, the
+// X from the host name): when partition 1 follows that scheme, the new one
+// does too; otherwise it is derived from the disk's GUID and name.
+func (t *Table) newID(index int, name string) GUID {
+	if p, err := t.Number(1); err == nil && p.ID[14] == 0 && p.ID[15] == 1 && index < 256 {
+		id := p.ID
+		id[15] = byte(index)
+		return id
+	}
+	return t.Derive("partition " + name)
+}
+
 // DiskSize is the size of the disk the table was made for: its backup
 // header is the last sector (UEFI 2.10 §5.3.2).
 func (t *Table) DiskSize() int64 { return int64(t.backupLBA+1) * SectorSize }
@@ -141,8 +169,8 @@ func (t *Table) Find(name string) (Partition, error) {
 
 // AddAtEnd makes room for a size-byte partition named name at the end of
 // the disk by shrinking the partition that ends last (aligned to 1 MiB),
-// adds it with type LinuxData and a random unique GUID, and writes both
-// tables. It returns the new partition.
+// adds it with type LinuxData and a unique GUID made by newID, and writes
+// both tables. It returns the new partition.
 func AddAtEnd(f interface {
 	io.ReaderAt
 	io.WriterAt
@@ -184,9 +212,7 @@ func AddAtEnd(f interface {
 		return Partition{}, fmt.Errorf("%w: the table is full", ErrNoRoom)
 	}
 	np := Partition{Index: slot + 1, Type: LinuxData, First: newEnd + 1, Last: last.Last, Name: name}
-	rand.Read(np.ID[:])
-	np.ID[7] = np.ID[7]&0x0f | 0x40 // version 4 (byte 7: the high byte of the little-endian third field)
-	np.ID[8] = np.ID[8]&0x3f | 0x80
+	np.ID = t.newID(np.Index, name)
 	u := utf16.Encode([]rune(name))
 	if len(u) > 36 {
 		return Partition{}, fmt.Errorf("partition name %q is longer than 36 UTF-16 units", name)

@@ -17,6 +17,13 @@ import (
 // root A, root B, perm to the end) with util-linux's sfdisk.
 func gokrazyLike(t *testing.T) string {
 	t.Helper()
+	return partitioned(t, "", "")
+}
+
+// partitioned makes it with the disk GUID disk and partition 1's GUID
+// boot ("" for random ones).
+func partitioned(t *testing.T, disk, boot string) string {
+	t.Helper()
 	if _, err := exec.LookPath("sfdisk"); err != nil {
 		t.Fatal("sfdisk is not installed: make test installs it (apt-get install fdisk)")
 	}
@@ -25,8 +32,15 @@ func gokrazyLike(t *testing.T) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("sfdisk", "--quiet", img)
+	var label, uuid string
+	if disk != "" {
+		label = "label-id: " + disk + "\n"
+	}
+	if boot != "" {
+		uuid = ", uuid=" + boot
+	}
 	cmd.Stdin = strings.NewReader(`label: gpt
-size=8MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=boot
+` + label + `size=8MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=boot` + uuid + `
 size=8MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
 size=8MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
 type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=perm
@@ -109,6 +123,44 @@ func TestAddAtEnd(t *testing.T) {
 	}
 	if _, err := AddAtEnd(f, "huge", 1<<30); !errors.Is(err, ErrNoRoom) {
 		t.Errorf("too big: %v", err)
+	}
+}
+
+// TestNewID: the new partition's GUID is never random. On a disk whose
+// partitions gokrazy numbered it continues the numbering; on another it is
+// derived from the disk's GUID, so the same disk gets the same one.
+func TestNewID(t *testing.T) {
+	for _, c := range []struct {
+		name, disk, boot, want string
+	}{
+		{"gokrazy", "60C24CC1-F3F9-427A-8199-4049C22C0000", "60C24CC1-F3F9-427A-8199-4049C22C0001", "60C24CC1-F3F9-427A-8199-4049C22C0005"},
+		{"other", "0D1B5F2A-9C3E-4A7B-8E21-5F6A7B8C9D0E", "11111111-2222-4333-8444-555555555555", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var ids []GUID
+			for range 2 {
+				img := partitioned(t, c.disk, c.boot)
+				f, err := os.OpenFile(img, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p, err := AddAtEnd(f, "oneffs", 1<<20)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, p.ID)
+			}
+			if ids[0] != ids[1] {
+				t.Errorf("two disks alike, two GUIDs: %v %v", ids[0], ids[1])
+			}
+			if c.want != "" && ids[0].String() != c.want {
+				t.Errorf("GUID %v, want %s", ids[0], c.want)
+			}
+			if c.want == "" && (ids[0].String() == c.boot || ids[0][7]>>4 != 4) {
+				t.Errorf("GUID %v", ids[0])
+			}
+		})
 	}
 }
 

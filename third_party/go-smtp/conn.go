@@ -397,6 +397,13 @@ func (c *Conn) handleMail(arg string) {
 				c.writeResponse(504, EnhancedCode{5, 5, 4}, "REQUIRETLS is not implemented")
 				return
 			}
+			// Elit: REQUIRETLS only in a TLS session (RFC 8689 section
+			// 2), where it is advertised; before STARTTLS it is refused
+			// as RFC 3207 refuses what needs TLS.
+			if _, isTLS := c.TLSConnectionState(); !isTLS {
+				c.writeResponse(530, EnhancedCode{5, 7, 10}, "REQUIRETLS needs a TLS session: issue STARTTLS first (RFC 8689 section 2)")
+				return
+			}
 			opts.RequireTLS = true
 		case "BODY":
 			value = strings.ToUpper(value)

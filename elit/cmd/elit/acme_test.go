@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"elit.local/elit/mtasts"
 )
 
 func waitLogCount(t *testing.T, s *proc, text string, n int, timeout time.Duration) {
@@ -54,8 +58,24 @@ func TestACME(t *testing.T) {
 		}
 	}
 	check()
-	if st := fetchStatus(t, s, "pw"); st.Cert.Source != "acme" || !slices.Contains(st.Cert.Names, "mx.example.org") {
+	if st := fetchStatus(t, s, "pw"); st.Cert.Source != "acme" || !slices.Contains(st.Cert.Names, "mx.example.org") || !slices.Contains(st.Cert.Names, "mta-sts.example.org") {
 		t.Fatalf("status page certificate: %+v", st.Cert)
+	}
+	// Our MTA-STS policy (published in mode testing by default) on port
+	// 443 with the ACME certificate, fetched as a sender would.
+	f := &mtasts.Fetcher{Roots: roots, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr != "mta-sts.example.org:443" {
+			return nil, fmt.Errorf("dial %s: not in this test", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", p.tlsPort))
+	}}
+	pol, text, err := f.Fetch(context.Background(), "example.org")
+	if err != nil || pol.Mode != mtasts.Testing || !pol.Match("mx.example.org") {
+		t.Fatalf("our MTA-STS policy: %+v %v\n%s", pol, err, text)
+	}
+	if _, _, err := f.Fetch(context.Background(), "other.example"); err == nil {
+		t.Fatal("a policy for a domain not ours")
 	}
 	p.stop()
 	s.stop()

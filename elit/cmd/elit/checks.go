@@ -9,10 +9,7 @@ import (
 	"net/netip"
 
 	"elit.local/elit/arc"
-	"elit.local/elit/config"
 	"elit.local/elit/dmarc"
-	"elit.local/elit/mailauth"
-	"elit.local/elit/records"
 	"elit.local/elit/spf"
 )
 
@@ -109,30 +106,6 @@ func cmdARC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if res.Status == arc.Fail {
 		return exitProblems
-	}
-	return exitOK
-}
-
-// cmdDNSRecords: elit dns-records -domain D [-hostname H] [-state DIR].
-func cmdDNSRecords(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("elit dns-records", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	domain := fs.String("domain", "", "the mail `domain`")
-	hostname := fs.String("hostname", "", "the server's host `name` (default: mail.DOMAIN)")
-	state := fs.String("state", config.DefaultStateDir(), "the state `directory` of elit serve (its DKIM keys)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *domain == "" {
-		fmt.Fprintln(stderr, "usage: elit dns-records -domain DOMAIN [-hostname HOST] [-state DIR]")
-		return exitUsage
-	}
-	if *hostname == "" {
-		*hostname = "mail." + *domain
-	}
-	keys, err := mailauth.LoadKeys(config.State{Dir: *state}.DKIM())
-	if err != nil {
-		return fail(stderr, "elit dns-records", err)
-	}
-	for _, r := range records.For(*domain, *hostname, keys.For(*domain)) {
-		fmt.Fprintln(stdout, r.String())
 	}
 	return exitOK
 }

@@ -72,6 +72,7 @@ func usage(w io.Writer) {
         check a user database (a JSON file, or a OneFFS image or partition)
         and print each problem with its entry index
   elit queue [-state DIR] list | show ID | hold ID | release ID | retry ID | [-no-bounce] drop ID
+  elit queue [-state DIR] requiretls ID on|off | tlsrequired ID no|yes | destinations
         list the queued messages, show one's envelope and delivery state, or
         act on one (through the running server, or on the files)
   elit lists [-state DIR]
@@ -85,7 +86,7 @@ func usage(w io.Writer) {
   elit dmarc lookup [-resolver HOST:PORT] DOMAIN
   elit arc verify [-resolver HOST:PORT] < message
         what a receiving server finds: why a destination refused our mail
-  elit dns-records -domain D [-hostname HOST] [-state DIR]
+  elit dns-records -domain D [-hostname HOST] [-state DIR] [-tls-cert FILE]
         every record the domain needs, as the status page lists them
 `)
 }

@@ -29,14 +29,7 @@ func TestQueueOps(t *testing.T) {
 		return fmt.Sprintf("%s/%d", m.Recipients[0].Status, m.Recipients[0].Attempts)
 	}
 	waitFor(t, "the first attempt", func() bool { return status(id) == "pending/1" })
-	elit := func(args ...string) string {
-		t.Helper()
-		code, out := runTool(t, "", elitBinary(t), append([]string{"queue", "-state", s.state}, args...)...)
-		if code != 0 {
-			t.Fatalf("elit queue %v: exit %d: %s", args, code, out)
-		}
-		return out
-	}
+	elit := func(args ...string) string { t.Helper(); return elitQueue(t, s.state, args...) }
 	if out := elit("hold", id); !strings.Contains(out, "1 recipients") || status(id) != "held/1" {
 		t.Errorf("hold: %s, %s", out, status(id))
 	}

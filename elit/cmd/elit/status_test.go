@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,7 +17,11 @@ import (
 	"elit.local/elit/status"
 )
 
-var statusRe = regexp.MustCompile(`msg="status page listening" job=http addr=(\S+)`)
+var statusRe = regexp.MustCompile(`msg="status page listening" job=http addr=\S+ url=(\S+)/`)
+
+// statusClient talks to the status page, HTTPS with the server's
+// certificate (self-signed in some tests: elit-image's tests pin it).
+var statusClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 
 // TestStatusPage drives the status page and PUT /db of a running elit.
 func TestStatusPage(t *testing.T) {
@@ -30,7 +35,7 @@ func TestStatusPage(t *testing.T) {
 		if password != "" {
 			req.SetBasicAuth("gokrazy", password)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := statusClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +88,7 @@ func statusURL(t *testing.T, s *proc) string {
 	t.Helper()
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if m := statusRe.FindStringSubmatch(s.logText()); m != nil {
-			return "http://" + m[1]
+			return m[1]
 		}
 	}
 	t.Fatalf("no status page:\n%s", s.logText())
@@ -96,7 +101,7 @@ func fetchStatus(t *testing.T, s *proc, password string) status.Status {
 	t.Helper()
 	req, _ := http.NewRequest("GET", statusURL(t, s)+"/status.json", nil)
 	req.SetBasicAuth("gokrazy", password)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := statusClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func runTool(t *testing.T, args ...string) (string, error) {
 
 const demoDB = "../../../appliance/demo/users.json"
 
-func buildImage(t *testing.T, out string, args ...string) {
+func buildImage(t *testing.T, out string, args ...string) string {
 	t.Helper()
 	start := time.Now()
 	o, err := runTool(t, append([]string{"build", "-o", out}, args...)...)
@@ -76,6 +76,7 @@ func buildImage(t *testing.T, out string, args ...string) {
 		t.Fatalf("build: %v\n%s", err, o)
 	}
 	t.Logf("built %s in %.1fs: %s", filepath.Base(out), time.Since(start).Seconds(), strings.TrimSpace(o))
+	return o
 }
 
 // cut copies partition p of an image to its own file.
@@ -99,10 +100,15 @@ func TestImageStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, target := range []string{"vm", "rpi"} {
+	for _, target := range []string{"vm", "arm64", "rpi"} {
 		t.Run(target, func(t *testing.T) {
 			img := filepath.Join(t.TempDir(), target+".img")
-			buildImage(t, img, "-target", target, "-db", demoDB, "-domain", "example.org")
+			said := buildImage(t, img, "-target", target, "-db", demoDB, "-domain", "example.org")
+			// Without an instance or password and key files, the build
+			// makes them and says that another would differ.
+			if !strings.Contains(said, "not reproducible: a new random password") || !strings.Contains(said, "a new TLS key") {
+				t.Errorf("build without inputs:\n%s", said)
+			}
 
 			out, err := exec.Command(sbin("sfdisk"), "--json", img).Output()
 			if err != nil {
@@ -143,9 +149,15 @@ func TestImageStatic(t *testing.T) {
 			if out, err := exec.Command(sbin("fsck.vfat"), "-n", cut(t, img, part[1])).CombinedOutput(); err != nil {
 				t.Fatalf("fsck.vfat -n (boot): %v: %s", err, out)
 			}
-			out, err = exec.Command("unsquashfs", "-l", "-o", strconv.FormatInt(part[2].Offset(), 10), img).CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "/user/elit") || !strings.Contains(string(out), "/gokrazy/init") {
-				t.Fatalf("unsquashfs -l (root): %v: %s", err, out)
+			list, err := exec.Command("unsquashfs", "-l", "-o", strconv.FormatInt(part[2].Offset(), 10), img).CombinedOutput()
+			if err != nil || !strings.Contains(string(list), "/user/elit") || !strings.Contains(string(list), "/gokrazy/init") ||
+				strings.Contains(string(list), "/lib/modules") {
+				t.Fatalf("unsquashfs -l (root): %v: %s", err, list)
+			}
+			// The appliance's root file system: stripped programs,
+			// nothing it does not run.
+			if n := bytesUsed(f, part[2].Offset()); n > maxRoot {
+				t.Errorf("root file system %.1f MiB, over %.0f MiB", float64(n)/(1<<20), float64(maxRoot)/(1<<20))
 			}
 			if out, err := exec.Command(sbin("e2fsck"), "-n", "-f", cut(t, img, part[4])).CombinedOutput(); err != nil {
 				t.Fatalf("e2fsck -n (perm): %v: %s", err, out)
@@ -170,21 +182,124 @@ func TestImageStatic(t *testing.T) {
 	}
 }
 
-// vm is an appliance in QEMU with its forwards and host-side sink.
+// maxRoot is the largest root file system the issue allows (#16).
+const maxRoot = 20 << 20
+
+// TestReproducible builds an instance's image twice from the same source
+// (the same source date: the tree may have uncommitted changes),
+// database, settings, password and key, and finds the same bytes, the
+// SHA-256 build printed, and sha256sum agreeing.
+func TestReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds gokrazy images")
+	}
+	needTools(t, "mkfs.ext4", "mksquashfs", "unsquashfs", "sha256sum", "cmp")
+	dir := t.TempDir()
+	t.Setenv("ELIT_INSTANCES", dir)
+	t.Setenv("SOURCE_DATE_EPOCH", "1767225600")
+	if out, err := runTool(t, "new", "-i", "r", "-db", demoDB, "-domain", "example.org", "-elit-flag=-max-hops=30"); err != nil {
+		t.Fatalf("new: %v\n%s", err, out)
+	}
+	var sums []string
+	for _, name := range []string{"a.img", "b.img"} {
+		img := filepath.Join(dir, name)
+		out := buildImage(t, img, "-i", "r")
+		if !strings.Contains(out, "\nreproducible: ") {
+			t.Errorf("build does not say it is reproducible:\n%s", out)
+		}
+		sum, err := exec.Command("sha256sum", img).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, string(sum)) {
+			t.Errorf("build printed another SHA-256 than sha256sum's %s:\n%s", sum, out)
+		}
+		sums = append(sums, strings.Fields(string(sum))[0])
+	}
+	if out, err := exec.Command("cmp", filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")).CombinedOutput(); err != nil || sums[0] != sums[1] {
+		t.Fatalf("two builds differ: %v %s\n%s", sums, out, diffRegions(t, filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img")))
+	}
+}
+
+// diffRegions names the partitions where two images differ.
+func diffRegions(t *testing.T, a, b string) string {
+	out, _ := exec.Command("cmp", "-l", a, b).Output()
+	f, err := os.Open(a)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	tab, err := gpt.Read(f)
+	if err != nil {
+		return err.Error()
+	}
+	seen := map[string]int{}
+	for _, l := range strings.Split(string(out), "\n") {
+		fs := strings.Fields(l)
+		if len(fs) == 0 {
+			continue
+		}
+		off, _ := strconv.ParseInt(fs[0], 10, 64)
+		where := "outside the partitions"
+		for _, p := range tab.Partitions {
+			if off-1 >= p.Offset() && off-1 < p.Offset()+p.Size() {
+				where = fmt.Sprintf("partition %d at +%d", p.Index, (off-1-p.Offset())&^4095)
+			}
+		}
+		seen[where]++
+	}
+	return fmt.Sprint(seen)
+}
+
+// vm is an appliance in QEMU, built from an instance, with its forwards
+// and host-side sink.
 type vm struct {
-	t                              *testing.T
-	img, password                  string
-	smtp, submission, http, status int
-	sinkPort                       int
-	sinkDir                        string
-	qemu, sink                     *exec.Cmd
+	t                                *testing.T
+	name, dir                        string // the instance
+	smtp, submission, update, status int
+	sinkPort                         int
+	sinkDir                          string
+	qemu, sink                       *exec.Cmd
+}
+
+// newAppliance makes instance name for target in $ELIT_INSTANCES
+// (t.Setenv by the caller), its appliance reachable through QEMU's
+// forwards on 127.0.0.1, relaying to the sink, and builds its image.
+func newAppliance(t *testing.T, name, target string, elitFlags ...string) *vm {
+	t.Helper()
+	dir := filepath.Join(os.Getenv("ELIT_INSTANCES"), name)
+	v := &vm{t: t, name: name, dir: dir, sinkDir: filepath.Join(os.Getenv("ELIT_INSTANCES"), name+"-sink"),
+		smtp: freeport.Get(t), submission: freeport.Get(t), update: freeport.Get(t), status: freeport.Get(t), sinkPort: freeport.Get(t)}
+	os.Chmod(filepath.Dir(v.sinkDir), 0o755)
+	os.Chmod(filepath.Dir(filepath.Dir(v.sinkDir)), 0o711) // smtp-sink runs as nobody
+	os.Mkdir(v.sinkDir, 0o777)
+	os.Chmod(v.sinkDir, 0o777) // smtp-sink writes as nobody
+	args := []string{"new", "-i", name, "-target", target, "-db", demoDB, "-domain", "example.org", "-hostname", "mail.example.org",
+		"-host", "127.0.0.1", "-update-port", strconv.Itoa(v.update), "-status-port", strconv.Itoa(v.status), "-smtp-port", strconv.Itoa(v.smtp),
+		"-elit-flag=-smarthost=" + sinkAddr, "-elit-flag=-retry-first=2s", "-elit-flag=-retry-max=4s"}
+	for _, f := range elitFlags {
+		args = append(args, "-elit-flag="+f)
+	}
+	if out, err := runTool(t, args...); err != nil {
+		t.Fatalf("new: %v\n%s", err, out)
+	}
+	start := time.Now()
+	out, err := runTool(t, "build", "-i", name)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	t.Logf("built %s in %.1fs: %s", name, time.Since(start).Seconds(), strings.TrimSpace(out))
+	t.Cleanup(func() {
+		v.powerCut()
+		v.stopSink()
+	})
+	return v
 }
 
 func (v *vm) boot() {
 	v.t.Helper()
-	cmd := exec.Command(tool(v.t), "qemu", "-smtp", strconv.Itoa(v.smtp), "-submission", strconv.Itoa(v.submission),
-		"-submissions", "0", "-http", strconv.Itoa(v.http), "-status", strconv.Itoa(v.status),
-		"-sink", "127.0.0.1:"+strconv.Itoa(v.sinkPort), v.img)
+	cmd := exec.Command(tool(v.t), "qemu", "-i", v.name, "-submission", strconv.Itoa(v.submission), "-submissions", "0", "-http", "0",
+		"-sink", "127.0.0.1:"+strconv.Itoa(v.sinkPort))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		v.t.Fatal(err)
@@ -255,16 +370,24 @@ func (v *vm) waitSunk(marker string, timeout time.Duration) {
 	v.t.Fatalf("no message with %q reached the sink in %v", marker, timeout)
 }
 
+// device is the appliance as the instance knows it (TLS, its key pinned).
 func (v *vm) device() *device {
-	return &device{base: fmt.Sprintf("http://127.0.0.1:%d", v.http), status: fmt.Sprintf("http://127.0.0.1:%d", v.status), password: v.password}
+	v.t.Helper()
+	var ep endpoints
+	d, err := (&deviceFlags{instance: v.name}).resolve(nil, "", &ep)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return d
 }
 
 func (v *vm) waitStatus(ok func(*applianceState) bool, timeout time.Duration) (*applianceState, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var last error
+	d := v.device()
 	for ctx.Err() == nil {
-		st, err := v.device().state(ctx)
+		st, err := d.state(ctx)
 		if err == nil && ok(st) {
 			return st, nil
 		}
@@ -288,36 +411,28 @@ func (v *vm) submit(user, password, marker string) {
 	}
 }
 
-func (v *vm) update(img string, args ...string) (string, error) {
-	out, err := runTool(v.t, append([]string{"update", "-host", "127.0.0.1:" + strconv.Itoa(v.http),
-		"-status", "127.0.0.1:" + strconv.Itoa(v.status), "-smtp", "127.0.0.1:" + strconv.Itoa(v.smtp)}, append(args, img)...)...)
-	return out, err
+// editInstance changes the instance's settings as a user would, in its
+// instance.json.
+func (v *vm) editInstance(edit func(*instanceSettings)) {
+	v.t.Helper()
+	in, err := loadInstance(v.name)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	edit(&in.instanceSettings)
+	b, _ := json.MarshalIndent(in.instanceSettings, "", "  ")
+	if err := os.WriteFile(in.file(instanceFile), b, 0o644); err != nil {
+		v.t.Fatal(err)
+	}
 }
 
 func TestApplianceQEMU(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the appliance in QEMU")
 	}
-	needTools(t, "qemu-system-x86_64", ovmfCode, ovmfVars, "swaks", "smtp-sink", "mkfs.ext4", "dd")
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o711) // smtp-sink runs as nobody
-	v := &vm{t: t, img: filepath.Join(dir, "v1.img"), sinkDir: filepath.Join(dir, "sink"),
-		smtp: freeport.Get(t), submission: freeport.Get(t), http: freeport.Get(t), status: freeport.Get(t), sinkPort: freeport.Get(t)}
-	os.Mkdir(v.sinkDir, 0o777)
-	os.Chmod(v.sinkDir, 0o777) // smtp-sink writes as nobody
-	flags := []string{"-target", "vm", "-db", demoDB, "-domain", "example.org", "-hostname", "mail.example.org",
-		"-elit-flag=-smarthost=" + sinkAddr, "-elit-flag=-retry-first=2s", "-elit-flag=-retry-max=4s"}
-	buildImage(t, v.img, append(flags, "-version", "v1")...)
-	pw, err := readTrimmed(v.img + ".password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.password = pw
-	t.Cleanup(func() {
-		v.powerCut()
-		v.stopSink()
-	})
+	needTools(t, "qemu-system-x86_64", machines["vm"].code, machines["vm"].vars, "swaks", "smtp-sink", "mkfs.ext4", "dd", "mksquashfs")
+	t.Setenv("ELIT_INSTANCES", t.TempDir())
+	v := newAppliance(t, "elit", "vm")
 	v.startSink()
 	v.boot()
 
@@ -334,26 +449,43 @@ func TestApplianceQEMU(t *testing.T) {
 	t.Run("db push", func(t *testing.T) {
 		v.t = t
 		users := addUser(t, "bob", "bob-secret")
-		db2 := filepath.Join(dir, "db2.json")
+		db2 := filepath.Join(t.TempDir(), "db2.json")
 		os.WriteFile(db2, users, 0o644)
 		out, _ := v.swaks("--server", "127.0.0.1:"+strconv.Itoa(v.submission), "-tls", "--auth-user", "bob", "--auth-password", "bob-secret", "--quit-after", "AUTH")
 		if !strings.Contains(out, "535") {
 			t.Fatalf("bob logged in before the push:\n%s", out)
 		}
-		o, err := runTool(t, "db", "push", "-host", "127.0.0.1:"+strconv.Itoa(v.status), "-password-file", v.img+".password", db2)
+		o, err := runTool(t, "db", "push", "-i", v.name, db2)
 		if err != nil || !strings.Contains(o, "3 addresses") {
 			t.Fatalf("db push: %v\n%s", err, o)
 		}
 		v.submit("bob", "bob-secret", "marker-bob")
 		v.waitSunk("marker-bob", 2*time.Minute)
 
-		bad := filepath.Join(dir, "bad.json")
+		bad := filepath.Join(t.TempDir(), "bad.json")
 		os.WriteFile(bad, []byte(`[{"name":"carol","password":"x","mailboxes":["not an address"]},{"name":"carol","mailboxes":[]}]`), 0o644)
-		o, err = runTool(t, "db", "push", "-host", "127.0.0.1:"+strconv.Itoa(v.status), "-password-file", v.img+".password", bad)
+		o, err = runTool(t, "db", "push", "-i", v.name, bad)
 		if err == nil || !strings.Contains(o, "422") || !strings.Contains(o, "carol") {
 			t.Fatalf("a corrupt database was not refused with its reasons: %v\n%s", err, o)
 		}
 		t.Logf("refused: %s", o)
+
+		// A key other than the appliance's: the push stops at the TLS
+		// handshake (the database without bob is never sent).
+		other, _, err := makeKeyPair("mail.example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrong, _ := pinOf(other)
+		o, err = runTool(t, "db", "push", "-host", "127.0.0.1:"+strconv.Itoa(v.status), "-password-file", filepath.Join(v.dir, passwordFile), "-pin", wrong, demoDB)
+		if err == nil || !strings.Contains(o, "not the pinned one") {
+			t.Fatalf("db push with a wrong pin: %v\n%s", err, o)
+		}
+		// Plain HTTP is refused too.
+		o, err = runTool(t, "db", "push", "-host", "127.0.0.1:"+strconv.Itoa(v.status), "-password-file", filepath.Join(v.dir, passwordFile), "-insecure-http", demoDB)
+		if err == nil {
+			t.Fatalf("db push over plain HTTP:\n%s", o)
+		}
 		v.submit("bob", "bob-secret", "marker-bob-2") // the pushed database stays
 	})
 
@@ -384,27 +516,40 @@ func TestApplianceQEMU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v2 := filepath.Join(dir, "v2.img")
-		buildImage(t, v2, append(flags, "-version", "v2", "-password", v.password)...)
+		// The instance changes; update -i builds it and installs it.
+		v.editInstance(func(s *instanceSettings) { s.ElitFlags = append(s.ElitFlags, "-max-hops=40") })
 		start := time.Now()
-		out, err := v.update(v2)
-		if err != nil {
-			t.Fatalf("update to v2: %v\n%s", err, out)
+		out, err := runTool(t, "update", "-i", v.name)
+		if err != nil || !strings.Contains(out, "one reboot") {
+			t.Fatalf("update -i %s: %v\n%s", v.name, err, out)
 		}
-		t.Logf("update to v2: %.1fs\n%s", time.Since(start).Seconds(), out)
-		st, err := v.waitStatus(func(*applianceState) bool { return true }, time.Minute)
-		want, _ := readTrimmed(v2 + ".version")
-		if err != nil || st.Version != want || st.Boot.RootPartition == before.Boot.RootPartition || st.Boot.Trial {
-			t.Fatalf("after the update: %+v, %v; want version %s on the other root partition than %d", st, err, want, before.Boot.RootPartition)
+		t.Logf("update from the instance (build, upload, trial boot, checks, switch): %.1fs\n%s", time.Since(start).Seconds(), out)
+		want, _ := readTrimmed(filepath.Join(v.dir, imageFile+".version"))
+		trial, err := v.waitStatus(func(*applianceState) bool { return true }, time.Minute)
+		if err != nil || trial.Version != want || !trial.Boot.Trial {
+			t.Fatalf("after the update: %+v, %v; want version %s in its trial boot", trial, err, want)
 		}
 		v.submit("bob", "bob-secret", "marker-v2") // /perm and the database partition survived
 		v.waitSunk("marker-v2", 2*time.Minute)
+		if st, err := v.device().state(context.Background()); err != nil || !st.Started.Equal(trial.Started) {
+			t.Fatalf("the appliance rebooted a second time: %+v %v", st, err)
+		}
 
-		// An elit that exits at once (a bad certificate path).
-		broken := filepath.Join(dir, "broken.img")
-		buildImage(t, broken, append(flags, "-version", "broken", "-password", v.password,
-			"-elit-flag=-tls-cert=/nonexistent", "-elit-flag=-tls-key=/nonexistent")...)
-		out, err = v.update(broken, "-timeout", "150s")
+		// Permanent: the next boot, a power cut's, starts the new root.
+		v.powerCut()
+		v.boot()
+		st, err := v.waitStatus(func(*applianceState) bool { return true }, time.Minute)
+		if err != nil || st.Version != want || st.Boot.Trial || st.Boot.RootPartition == before.Boot.RootPartition {
+			t.Fatalf("after a power cut: %+v, %v; want version %s on the other root partition than %d", st, err, want, before.Boot.RootPartition)
+		}
+
+		// An elit that exits at once (a bad certificate path): the trial
+		// fails and the version before comes back by itself.
+		broken := filepath.Join(t.TempDir(), "broken.img")
+		if out, err := runTool(t, "build", "-i", v.name, "-o", broken, "-elit-flag=-tls-cert=/nonexistent", "-elit-flag=-tls-key=/nonexistent"); err != nil {
+			t.Fatalf("build: %v\n%s", err, out)
+		}
+		out, err = runTool(t, "update", "-i", v.name, "-timeout", "150s", broken)
 		if err == nil || !strings.Contains(out, "is running again") {
 			t.Fatalf("update to a broken build: %v\n%s", err, out)
 		}
@@ -415,13 +560,13 @@ func TestApplianceQEMU(t *testing.T) {
 		}
 
 		// A truncated image is refused before anything is sent.
-		trunc := filepath.Join(dir, "trunc.img")
-		if err := copyFile(v2, trunc); err != nil {
+		trunc := filepath.Join(t.TempDir(), "trunc.img")
+		if err := copyFile(broken, trunc); err != nil {
 			t.Fatal(err)
 		}
 		os.WriteFile(trunc+".version", []byte("v3\n"), 0o644)
-		os.Truncate(trunc, 120<<20) // into the root file system
-		out, err = v.update(trunc, "-password", v.password)
+		os.Truncate(trunc, 110<<20) // into the root file system
+		out, err = runTool(t, "update", "-i", v.name, trunc)
 		if err == nil || !strings.Contains(out, "truncated") {
 			t.Fatalf("update with a truncated image: %v\n%s", err, out)
 		}
@@ -429,6 +574,32 @@ func TestApplianceQEMU(t *testing.T) {
 			t.Fatalf("after the truncated update: %+v, %v", st, err)
 		}
 	})
+}
+
+// TestApplianceARM64 boots the arm64 image (gokrazy's generic arm64
+// kernel, UEFI, QEMU's virt machine under software emulation) and sends a
+// message through it as TestApplianceQEMU does: submission in, relayed
+// out. make test-arm64 runs it (ELIT_TEST_ARM64=1); make test does not.
+func TestApplianceARM64(t *testing.T) {
+	if os.Getenv("ELIT_TEST_ARM64") == "" {
+		t.Skip("make test-arm64 runs it (ELIT_TEST_ARM64=1)")
+	}
+	needTools(t, "qemu-system-aarch64", machines["arm64"].code, machines["arm64"].vars, "swaks", "smtp-sink", "mkfs.ext4", "mksquashfs")
+	t.Setenv("ELIT_INSTANCES", t.TempDir())
+	start := time.Now()
+	v := newAppliance(t, "elit-arm64", "arm64")
+	v.startSink()
+	v.boot()
+	v.submit("din", "demo", "marker-arm64")
+	v.waitSunk("marker-arm64", 2*time.Minute)
+	out, _ := v.swaks("--server", "127.0.0.1:"+strconv.Itoa(v.smtp), "--from", "someone@example.net", "--to", "nobody@example.org", "--quit-after", "RCPT")
+	if !strings.Contains(out, "<** 550 5.1.1") {
+		t.Fatalf("unknown local user not refused at RCPT:\n%s", out)
+	}
+	if st, err := v.waitStatus(func(*applianceState) bool { return true }, time.Minute); err != nil || st.Boot.RootPartition != 2 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	t.Logf("arm64: built, booted, relayed in %.1fs", time.Since(start).Seconds())
 }
 
 // addUser returns the demo database plus a user made with elit passwd.

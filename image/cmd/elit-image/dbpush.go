@@ -6,71 +6,56 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"elit.local/elit/userdb"
 )
 
-// deviceFlags are how the commands that talk to a running appliance find it.
-type deviceFlags struct {
-	host, password, passwordFile string
-}
-
-func (d *deviceFlags) register(fs *flag.FlagSet, defaultPort string) {
-	fs.StringVar(&d.host, "host", "", "the appliance, `host[:port]` (default port "+defaultPort+")")
-	fs.StringVar(&d.password, "password", "", "the appliance's `password` (default: read from -password-file)")
-	fs.StringVar(&d.passwordFile, "password-file", "", "`file` holding the password (default: IMAGE.password)")
-}
-
-func (d *deviceFlags) resolve(image, defaultPort string) error {
-	if d.host == "" {
-		return fmt.Errorf("-host is required")
-	}
-	if !strings.Contains(d.host, ":") || strings.HasSuffix(d.host, "]") {
-		d.host += ":" + defaultPort
-	}
-	if d.password != "" {
-		return nil
-	}
-	f := d.passwordFile
-	if f == "" {
-		f = image + ".password"
-	}
-	pw, err := readTrimmed(f)
-	if err != nil {
-		return fmt.Errorf("no -password and %w", err)
-	}
-	d.password = pw
-	return nil
-}
-
 func cmdDBPush(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var d deviceFlags
+	var ep endpoints
 	fs := flag.NewFlagSet("elit-image db push", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	d.register(fs, "8025")
+	image := fs.String("image", "", "the `image` the appliance was built from: its password and key (IMAGE.password, IMAGE.tls.pem)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if fs.NArg() != 1 || d.host == "" {
-		fmt.Fprintln(stderr, "usage: elit-image db push -host H[:port] [-password P | -password-file F] db.json|db.img")
+	var db string
+	switch {
+	case fs.NArg() == 1:
+		db = fs.Arg(0)
+	case fs.NArg() == 0 && d.instance != "":
+		in, err := loadInstance(d.instance)
+		if err != nil {
+			return err
+		}
+		db = in.path(in.DB)
+	default:
+		fmt.Fprintln(stderr, "usage: elit-image db push -i NAME [db.json|db.img] | -host H[:port] [-password P | -password-file F] [-pin P | -cert F | -image IMAGE] db.json|db.img")
 		return errUsage
 	}
-	if d.password == "" && d.passwordFile == "" {
-		return fmt.Errorf("give -password or -password-file (the image's is in IMAGE.password)")
+	if d.host != "" {
+		// The port is elit's status page's.
+		ep.status = d.host
+		if _, _, err := net.SplitHostPort(d.host); err != nil {
+			ep.status = net.JoinHostPort(strings.Trim(d.host, "[]"), strconv.Itoa(statusPort))
+		}
 	}
-	if err := d.resolve("", "8025"); err != nil {
+	dev, err := d.resolve(fs, *image, &ep)
+	if err != nil {
 		return err
 	}
-	data, err := userdb.ReadSource(fs.Arg(0))
+	data, err := userdb.ReadSource(db)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	dev := &device{status: "http://" + d.host, password: d.password}
 	body, err := dev.do(ctx, http.MethodPut, dev.status+"/db", bytes.NewReader(data), int64(len(data)), map[string]string{"Content-Type": "application/json"})
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -23,14 +22,26 @@ func cmdFlash(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	fs.SetOutput(stderr)
 	target := fs.String("o", "", "the `disk` to write (/dev/sdX, /dev/mmcblk0, ...), whole, not a partition")
 	yes := fs.Bool("y", false, "do not ask for confirmation")
+	name := fs.String("i", "", "flash instance `name`'s image (the last one built)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *target == "" || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: elit-image flash -o /dev/sdX [-y] elit.img")
+	var img string
+	switch {
+	case fs.NArg() == 1 && *name == "":
+		img = fs.Arg(0)
+	case fs.NArg() == 0 && *name != "":
+		in, err := loadInstance(*name)
+		if err != nil {
+			return err
+		}
+		img = in.file(imageFile)
+	}
+	if *target == "" || img == "" {
+		fmt.Fprintln(stderr, "usage: elit-image flash -o /dev/sdX [-y] -i NAME | elit.img")
 		return errUsage
 	}
-	return flash(ctx, fs.Arg(0), *target, *yes, "/", stdin, stdout, stderr)
+	return flash(ctx, img, *target, *yes, "/", stdin, stdout, stderr)
 }
 
 // flash writes img to the disk target, after checking that the disk is not
@@ -70,12 +81,8 @@ func flash(ctx context.Context, img, target string, yes bool, root string, stdin
 	if devSize < size {
 		return fmt.Errorf("%s holds %d bytes, the image needs %d", target, devSize, size)
 	}
-	if !yes {
-		fmt.Fprintf(stdout, "Write %s (%.1f GB) to %s (%s)? Everything on it is lost. [y/N] ", img, float64(size)/1e9, target, desc)
-		line, _ := bufio.NewReader(stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			return errors.New("not confirmed; nothing written")
-		}
+	if !yes && !confirm(stdin, stdout, fmt.Sprintf("Write %s (%.1f GB) to %s (%s)? Everything on it is lost.", img, float64(size)/1e9, target, desc)) {
+		return errors.New("not confirmed; nothing written")
 	}
 	if _, err := out.Seek(0, io.SeekStart); err != nil {
 		return err

@@ -14,11 +14,24 @@ import (
 	"time"
 )
 
-// OVMF (UEFI firmware) as Debian's ovmf package installs it.
-const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-)
+// machine is how QEMU boots a target: the emulator, its machine and CPU,
+// and the UEFI firmware (code and a variable store to copy).
+type machine struct {
+	qemu, pkg                      string // the binary and its Debian package
+	args                           []string
+	code, vars, firmwarePkg, label string
+}
+
+var machines = map[string]machine{
+	// OVMF as Debian's ovmf package installs it.
+	"vm": {qemu: "qemu-system-x86_64", pkg: "qemu-system-x86", args: []string{"-machine", "q35"},
+		code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd", firmwarePkg: "ovmf", label: "amd64"},
+	// AAVMF as Debian's qemu-efi-aarch64 installs it; gokrazy's generic
+	// arm64 kernel on QEMU's virt machine. -cpu max is the fastest CPU
+	// under TCG.
+	"arm64": {qemu: "qemu-system-aarch64", pkg: "qemu-system-arm", args: []string{"-machine", "virt", "-cpu", "max"},
+		code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd", firmwarePkg: "qemu-efi-aarch64", label: "arm64"},
+}
 
 // sinkAddr is where the VM reaches the host-side sink: mail the appliance
 // relays to 10.0.2.100:25 comes out at -sink on the host (QEMU guestfwd).
@@ -28,15 +41,17 @@ type qemuOptions struct {
 	image, target, sink, serial, accel string
 	mem, smp                           int
 	smtp, submission, submissions      int
-	http, status                       int
+	http, https, status                int
 }
 
 func (o *qemuOptions) args() ([]string, error) {
-	if o.target != "vm" {
-		return nil, fmt.Errorf("-target %q: QEMU boots the vm target only (it cannot run the Raspberry Pi firmware; test Pi images on a Pi)", o.target)
+	m, ok := machines[o.target]
+	if !ok {
+		return nil, fmt.Errorf("-target %q: QEMU boots the vm and arm64 targets (it cannot run the Raspberry Pi firmware; test Pi images on a Pi, or the arm64 target here)", o.target)
 	}
 	fwd := []string{"user", "id=n0", "restrict=on"}
-	for _, p := range []struct{ host, guest int }{{o.smtp, 25}, {o.submission, 587}, {o.submissions, 465}, {o.http, 80}, {o.status, 8025}} {
+	for _, p := range []struct{ host, guest int }{{o.smtp, 25}, {o.submission, 587}, {o.submissions, 465},
+		{o.http, plainHTTPPort}, {o.https, updatePort}, {o.status, statusPort}} {
 		if p.host > 0 {
 			fwd = append(fwd, fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:%d", p.host, p.guest))
 		}
@@ -60,26 +75,27 @@ func (o *qemuOptions) args() ([]string, error) {
 	vars := o.image + ".vars.fd"
 	// A fresh UEFI variable store each boot: a stale one after a change of
 	// disk layout drops into the EFI shell (docs/gokrazy notes).
-	if err := copyFile(ovmfVars, vars); err != nil {
-		return nil, fmt.Errorf("OVMF (Debian package ovmf): %w", err)
+	if err := copyFile(m.vars, vars); err != nil {
+		return nil, fmt.Errorf("UEFI firmware (Debian package %s): %w", m.firmwarePkg, err)
 	}
-	return []string{
-		"qemu-system-x86_64", "-machine", "q35", "-accel", o.accel, "-smp", strconv.Itoa(o.smp), "-m", strconv.Itoa(o.mem),
-		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + ovmfCode,
-		"-drive", "if=pflash,format=raw,unit=1,file=" + vars,
-		"-drive", "file=" + o.image + ",format=raw,if=virtio",
+	return append(append([]string{m.qemu}, m.args...),
+		"-accel", o.accel, "-smp", strconv.Itoa(o.smp), "-m", strconv.Itoa(o.mem),
+		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+m.code,
+		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+		"-drive", "file="+o.image+",format=raw,if=virtio",
 		"-netdev", strings.Join(fwd, ","), "-device", "virtio-net-pci,netdev=n0",
 		// gokrazy pets the watchdog; a hung system resets.
 		"-device", "i6300esb", "-action", "watchdog=reset",
-		"-display", "none", "-monitor", "none", "-serial", "file:" + o.serial,
-	}, nil
+		"-display", "none", "-monitor", "none", "-serial", "file:"+o.serial,
+	), nil
 }
 
 func cmdQEMU(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := qemuOptions{}
 	fs := flag.NewFlagSet("elit-image qemu", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.target, "target", "vm", "image `target` (only vm boots in QEMU)")
+	name := fs.String("i", "", "boot instance `name`'s image, forwarding its ports when its host is 127.0.0.1")
+	fs.StringVar(&o.target, "target", "vm", "image `target`: vm or arm64 (QEMU cannot boot rpi)")
 	fs.StringVar(&o.sink, "sink", "127.0.0.1:2526", "host `address` that receives the mail the VM relays to "+sinkAddr+" (\"\" for none)")
 	fs.StringVar(&o.serial, "serial", "", "serial console log `file` (default IMAGE.serial.log)")
 	fs.StringVar(&o.accel, "accel", "tcg", "QEMU `accelerator`: tcg (software, works everywhere) or kvm")
@@ -88,16 +104,23 @@ func cmdQEMU(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.smtp, "smtp", 2525, "host `port` on 127.0.0.1 forwarded to the MX port 25 (0: none)")
 	fs.IntVar(&o.submission, "submission", 5870, "host `port` forwarded to submission, 587")
 	fs.IntVar(&o.submissions, "submissions", 4650, "host `port` forwarded to submissions, 465")
-	fs.IntVar(&o.http, "http", 8080, "host `port` forwarded to gokrazy's web interface and update API, 80")
-	fs.IntVar(&o.status, "status", 8025, "host `port` forwarded to elit's status page and database push, 8025")
+	fs.IntVar(&o.http, "http", 8080, "host `port` forwarded to gokrazy's port 80 (a redirect to HTTPS)")
+	fs.IntVar(&o.https, "https", 8443, "host `port` forwarded to gokrazy's web interface and update API, HTTPS 8443")
+	fs.IntVar(&o.status, "status", 8025, "host `port` forwarded to elit's status page and database push, HTTPS 8025")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: elit-image qemu [flags] elit.img")
+	switch {
+	case fs.NArg() == 1:
+		o.image = fs.Arg(0)
+	case fs.NArg() == 0 && *name != "":
+		if err := o.fromInstance(*name, setFlags(fs)); err != nil {
+			return err
+		}
+	default:
+		fmt.Fprintln(stderr, "usage: elit-image qemu -i NAME | [flags] elit.img")
 		return errUsage
 	}
-	o.image = fs.Arg(0)
 	if o.serial == "" {
 		o.serial = o.image + ".serial.log"
 	}
@@ -107,19 +130,43 @@ func cmdQEMU(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	bin, err := exec.LookPath(argv[0])
 	if err != nil {
-		return fmt.Errorf("%w (install the Debian package qemu-system-x86)", err)
+		return fmt.Errorf("%w (install the Debian package %s)", err, machines[o.target].pkg)
 	}
-	pw, _ := os.ReadFile(o.image + ".password")
-	password := strings.TrimSpace(string(pw))
-	fmt.Fprintf(stdout, "booting %s in QEMU (software emulation: about 30 s); on 127.0.0.1:\n", o.image)
+	fmt.Fprintf(stdout, "booting %s (%s) in QEMU (software emulation: about 30 s); on 127.0.0.1:\n", o.image, machines[o.target].label)
 	fmt.Fprintf(stdout, "  MX %d, submission %d (STARTTLS), submissions %d (TLS)\n", o.smtp, o.submission, o.submissions)
-	fmt.Fprintf(stdout, "  gokrazy      http://gokrazy:%s@127.0.0.1:%d/\n", password, o.http)
-	fmt.Fprintf(stdout, "  elit status  http://gokrazy:%s@127.0.0.1:%d/\n", password, o.status)
+	fmt.Fprintf(stdout, "  gokrazy      https://127.0.0.1:%d/ (user gokrazy, the password of the image or instance)\n", o.https)
+	fmt.Fprintf(stdout, "  elit status  https://127.0.0.1:%d/\n", o.status)
 	fmt.Fprintf(stdout, "  relayed mail comes out at %s; serial console in %s\n", o.sink, o.serial)
 	// QEMU takes this process's place, so that a signal to it (a power cut
 	// in the tests) reaches QEMU itself.
 	err = syscall.Exec(bin, argv, os.Environ())
 	return fmt.Errorf("exec %s: %w", bin, err)
+}
+
+// fromInstance boots the image of instance name: its target, and its
+// ports when the instance's appliance is this QEMU (host 127.0.0.1).
+func (o *qemuOptions) fromInstance(name string, set map[string]bool) error {
+	in, err := loadInstance(name)
+	if err != nil {
+		return err
+	}
+	if set["target"] {
+		return fmt.Errorf("-target: with -i, the instance's %s decides", instanceFile)
+	}
+	o.image, o.target = in.file(imageFile), in.Target
+	if in.Host != "127.0.0.1" && in.Host != "localhost" {
+		return nil
+	}
+	for _, p := range []struct {
+		flag string
+		port int
+		dst  *int
+	}{{"https", in.UpdatePort, &o.https}, {"status", in.StatusPort, &o.status}, {"smtp", in.SMTPPort, &o.smtp}} {
+		if p.port != 0 && !set[p.flag] {
+			*p.dst = p.port
+		}
+	}
+	return nil
 }
 
 func copyFile(from, to string) error {
