@@ -32,4 +32,4 @@ run: the demo appliance (instance $dir, password $pw). Once it is up (about 30 s
   update  ELIT_INSTANCES=$ELIT_INSTANCES bin/elit-image update -i demo
   users   ELIT_INSTANCES=$ELIT_INSTANCES bin/elit-image db push -i demo users.json
 END
-bin/elit-image qemu -i demo
+bin/elit-image qemu -i demo -fresh

@@ -66,6 +66,12 @@ type Transaction struct {
 	// order: each a whole field, "Name: value", folded with CRLF and
 	// ending with CRLF.
 	Fields []string
+	// ClientName is the client's host name confirmed by reverse DNS
+	// (iprev, RFC 8601 §3), "" when none, and ClientNameSecure says
+	// that DNSSEC authenticated it: our Received field's TCP-info (RFC
+	// 5321 §4.4) shows both.
+	ClientName       string
+	ClientNameSecure bool
 	// NoMessage is the text of the 250 reply when the transaction ends
 	// with no recipient to queue (a bounce consumed by a step, say).
 	NoMessage string

@@ -52,6 +52,11 @@ func TestDNSSECComment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The reverse zone and the name are signed: our Received
+			// field says so.
+			if tx.ClientName != "mail.signed.example" || !tx.ClientNameSecure {
+				t.Errorf("client name %q, secure %v", tx.ClientName, tx.ClientNameSecure)
+			}
 			all := strings.Join(tx.Fields, "")
 			ar := all[strings.Index(all, "Authentication-Results: mx.example.org;"):]
 			ar = strings.Join(strings.Fields(ar), " ")

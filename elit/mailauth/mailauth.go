@@ -239,6 +239,9 @@ func (s *Step) check(ctx context.Context, t *decide.Transaction, m *decide.Messa
 		log.Info("arc: cannot read the message", "err", arcErr)
 	}
 
+	if rev.Result == iprev.Pass && len(rev.Confirmed) > 0 {
+		t.ClientName, t.ClientNameSecure = rev.Confirmed[0], revTrace.Secure()
+	}
 	h := &authres.Header{AuthServID: s.AuthServID}
 	h.Results = append(h.Results, dnssec(iprevResult(rev), revTrace), dnssec(spfResult(spfMail, "mailfrom"), mailTrace),
 		dnssec(spfResult(spfHelo, "helo"), heloTrace))

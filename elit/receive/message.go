@@ -146,22 +146,27 @@ func (s *scanner) close() error {
 
 // trace is what our Received field says of a message.
 type trace struct {
-	helo     string     // the client's HELO/EHLO name
-	ip       netip.Addr // the client's address
-	hostname string     // ours
-	id       string     // the queue ID
-	tls      *tls.ConnectionState
-	user     string // the authenticated user
-	utf8     bool   // SMTPUTF8
-	rcpt     string // the one recipient, "" for several
+	helo string     // the client's HELO/EHLO name
+	ip   netip.Addr // the client's address
+	// rdns is the client's name confirmed by reverse DNS ("" none),
+	// rdnsSecure whether DNSSEC authenticated it.
+	rdns       string
+	rdnsSecure bool
+	hostname   string // ours
+	id         string // the queue ID
+	tls        *tls.ConnectionState
+	user       string // the authenticated user
+	utf8       bool   // SMTPUTF8
+	rcpt       string // the one recipient, "" for several
 	// requireTLS: the message came with REQUIRETLS (RFC 8689), said in
 	// the TLS comment.
 	requireTLS bool
 }
 
 // receivedHeader is the trace field of RFC 5321 §4.4, with the protocol
-// keywords of RFC 3848 and RFC 6531 §3.7.3, and REQUIRETLS in the TLS
-// comment when the MAIL command had it (RFC 8689).
+// keywords of RFC 3848 and RFC 6531 §3.7.3, REQUIRETLS in the TLS
+// comment when the MAIL command had it (RFC 8689), and the client's name
+// as reverse DNS confirmed it, with its DNSSEC status.
 func receivedHeader(tr trace, now time.Time) string {
 	proto := "ESMTP"
 	if tr.utf8 {
@@ -174,7 +179,15 @@ func receivedHeader(tr trace, now time.Time) string {
 		proto += "A"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Elit) with %s id %s", sanitizeHelo(tr.helo), addrLiteral(tr.ip), tr.hostname, proto, tr.id)
+	// TCP-info: the name reverse DNS confirmed, if any, then the address.
+	rdns := ""
+	if tr.rdns != "" {
+		rdns = sanitizeHelo(tr.rdns) + " "
+	}
+	fmt.Fprintf(&b, "Received: from %s (%s[%s])\r\n\tby %s (Elit) with %s id %s", sanitizeHelo(tr.helo), rdns, addrLiteral(tr.ip), tr.hostname, proto, tr.id)
+	if tr.rdns != "" && tr.rdnsSecure {
+		b.WriteString("\r\n\t(reverse DNS authenticated by DNSSEC)")
+	}
 	if tr.tls != nil {
 		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s", tlsVersion(tr.tls.Version), tls.CipherSuiteName(tr.tls.CipherSuite))
 		if tr.requireTLS {

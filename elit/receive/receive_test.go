@@ -80,7 +80,8 @@ func TestReceivedHeader(t *testing.T) {
 	cs := &tls.ConnectionState{Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256}
 	got := receivedHeader(trace{helo: "client (evil)\r\nX: y", ip: netip.MustParseAddr("2001:db8::1"), hostname: "mx.example.org", id: "ID1",
 		tls: cs, user: "din", rcpt: "a@example.org"}, now) +
-		receivedHeader(trace{helo: "c.example", ip: netip.MustParseAddr("192.0.2.1"), hostname: "mx.example.org", id: "ID2", utf8: true}, now) +
+		receivedHeader(trace{helo: "c.example", ip: netip.MustParseAddr("192.0.2.1"), rdns: "mail.c.example", rdnsSecure: true, hostname: "mx.example.org", id: "ID2", utf8: true}, now) +
+		receivedHeader(trace{helo: "d.example", ip: netip.MustParseAddr("192.0.2.3"), rdns: "mail.d.example", hostname: "mx.example.org", id: "ID4"}, now) +
 		receivedHeader(trace{helo: "tls.example", ip: netip.MustParseAddr("192.0.2.2"), hostname: "mx.example.org", id: "ID3", tls: cs, requireTLS: true}, now)
 	golden := filepath.Join("testdata", "received.golden")
 	if os.Getenv("UPDATE_GOLDEN") != "" {

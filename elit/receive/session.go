@@ -318,7 +318,7 @@ func (ss *session) Data(r io.Reader) error {
 		TLSRequiredNo: tlsRequiredNo(msg.Header),
 		// What the steps add goes above our Received field (RFC 5321
 		// §4.4: trace fields are added at the top).
-		Header: strings.Join(tx.Fields, "") + receivedHeader(trace{helo: ss.conn.Hostname(), ip: ss.ip, hostname: ss.s.cfg.Hostname,
+		Header: strings.Join(tx.Fields, "") + receivedHeader(trace{helo: ss.conn.Hostname(), ip: ss.ip, rdns: tx.ClientName, rdnsSecure: tx.ClientNameSecure, hostname: ss.s.cfg.Hostname,
 			id: in.ID(), tls: tp, user: ss.user, utf8: tx.Params.UTF8, rcpt: forRcpt, requireTLS: tx.Params.RequireTLS}, now),
 	}
 	if err := ss.s.cfg.Queue.Commit(in, m); err != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -39,6 +41,7 @@ const sinkAddr = "10.0.2.100:25"
 
 type qemuOptions struct {
 	image, target, sink, serial, accel string
+	fresh                              bool // -i: a new disk from the image
 	mem, smp                           int
 	smtp, submission, submissions      int
 	http, https, status                int
@@ -94,7 +97,8 @@ func cmdQEMU(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	o := qemuOptions{}
 	fs := flag.NewFlagSet("elit-image qemu", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("i", "", "boot instance `name`'s image, forwarding its ports when its host is 127.0.0.1")
+	name := fs.String("i", "", "boot instance `name`'s appliance (its disk, "+diskFile+", a copy of its image made at the first boot), forwarding its ports when its host is 127.0.0.1")
+	fs.BoolVar(&o.fresh, "fresh", false, "with -i: a new disk, copied from the instance's last image (what is on the old one is lost)")
 	fs.StringVar(&o.target, "target", "vm", "image `target`: vm or arm64 (QEMU cannot boot rpi)")
 	fs.StringVar(&o.sink, "sink", "127.0.0.1:2526", "host `address` that receives the mail the VM relays to "+sinkAddr+" (\"\" for none)")
 	fs.StringVar(&o.serial, "serial", "", "serial console log `file` (default IMAGE.serial.log)")
@@ -145,6 +149,9 @@ func cmdQEMU(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // fromInstance boots the image of instance name: its target, and its
 // ports when the instance's appliance is this QEMU (host 127.0.0.1).
+// diskFile is the disk of an instance's appliance in QEMU.
+const diskFile = "qemu-disk.img"
+
 func (o *qemuOptions) fromInstance(name string, set map[string]bool) error {
 	in, err := loadInstance(name)
 	if err != nil {
@@ -153,7 +160,17 @@ func (o *qemuOptions) fromInstance(name string, set map[string]bool) error {
 	if set["target"] {
 		return fmt.Errorf("-target: with -i, the instance's %s decides", instanceFile)
 	}
-	o.image, o.target = in.file(imageFile), in.Target
+	o.target = in.Target
+	// The appliance's disk is a copy of the image, as flashing makes
+	// one, kept across boots: an update writes it, a build does not.
+	o.image = in.file(diskFile)
+	if _, err := os.Stat(o.image); errors.Is(err, fs.ErrNotExist) || o.fresh {
+		if err := sparseCopy(in.file(imageFile), o.image); err != nil {
+			return fmt.Errorf("the instance's disk (flash it with elit-image build -i %s first?): %w", name, err)
+		}
+	} else if err != nil {
+		return err
+	}
 	if in.Host != "127.0.0.1" && in.Host != "localhost" {
 		return nil
 	}
@@ -167,6 +184,59 @@ func (o *qemuOptions) fromInstance(name string, set map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// sparseCopy copies the image from to the file to, leaving holes where
+// from has zeros (a 2 GiB image is mostly empty).
+func sparseCopy(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(to + ".tmp")
+	buf := make([]byte, 1<<20)
+	var off int64
+	for {
+		n, err := io.ReadFull(in, buf)
+		if n > 0 {
+			if !allZero(buf[:n]) {
+				if _, err := out.WriteAt(buf[:n], off); err != nil {
+					out.Close()
+					return err
+				}
+			}
+			off += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			out.Close()
+			return err
+		}
+	}
+	if err := out.Truncate(off); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(to+".tmp", to)
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func copyFile(from, to string) error {
