@@ -186,7 +186,7 @@ relay() {
 		smtp-source -d -s 10 -m "$relay_n" -l "$size" -f bench@example.net -t din@example.org \
 			-M client.example.net "127.0.0.1:$port" >/dev/null
 		for _ in $(seq 3000); do
-			[ -z "$(find "$state/queue" -name '*.json' -print -quit)" ] && break
+			[ -z "$(find "$state/queue" -name '*.q' -print -quit)" ] && break
 			sleep 0.05
 		done
 		t1=$(date +%s.%N)

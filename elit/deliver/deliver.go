@@ -3,8 +3,10 @@
 // (RFC 5321 §5) or to a smarthost, retries temporary failures on a
 // doubling schedule, and bounces permanent ones with a DSN (RFC 3464).
 // Each result is written to the queue before the next step, so a restart
-// neither loses a recipient nor sends one again (beyond the transaction
-// in flight at the crash).
+// loses no recipient; the results are synced lazily with the queue's
+// next sync (queue.Store.UpdateLazily), so a crash may send again what
+// was delivered in the last queue.LazySync before it, and the
+// transaction in flight.
 //
 // The parts: the schedule (schedule.go) says which message is due and
 // who works on it; a delivery groups a message's due recipients by
@@ -244,7 +246,9 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 				relayed = append(relayed, i)
 			}
 		}
-		if err := d.cfg.Queue.Update(m); err != nil {
+		// Lazily: a crash may lose a result, and then the recipient is
+		// tried again (queue: the bound on duplicates).
+		if err := d.cfg.Queue.UpdateLazily(m); err != nil {
 			log.Error("recording delivery results", "err", err)
 			d.reschedule(m.ID, now.Add(d.cfg.FirstRetry))
 			return
@@ -260,7 +264,7 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		log.Error("delay notice", "err", err)
 	}
 	if m.Done() {
-		if err := d.cfg.Queue.Remove(m.ID); err != nil {
+		if err := d.cfg.Queue.RemoveLazily(m.ID); err != nil {
 			log.Error("removing a finished message", "err", err)
 		}
 		d.forget(m.ID)
@@ -299,7 +303,7 @@ func (d *Deliverer) bounceFailed(m *queue.Message, err error) {
 	} else {
 		log.Error("bounce failed", "err", err, "attempt", attempts, "next", next.Format(time.RFC3339))
 	}
-	if err := d.cfg.Queue.Update(m); err != nil {
+	if err := d.cfg.Queue.UpdateLazily(m); err != nil {
 		// The schedule in memory (nextDue of m) still holds until a restart.
 		log.Error("recording the bounce failure", "err", err)
 	}

@@ -56,7 +56,9 @@ func (d *Deliverer) bounce(m *queue.Message) error {
 		}
 	}
 	if changed {
-		return d.cfg.Queue.Update(m)
+		// Lazily: the notice is queued durably first, so a crash loses
+		// at most this mark, and the notice goes twice.
+		return d.cfg.Queue.UpdateLazily(m)
 	}
 	return nil
 }
@@ -95,7 +97,7 @@ func (d *Deliverer) warnDelayed(m *queue.Message, now time.Time) error {
 			return err
 		}
 	}
-	return d.cfg.Queue.Update(m)
+	return d.cfg.Queue.UpdateLazily(m) // as in bounce
 }
 
 // queueDSN queues a notification to sender (expanded when local).

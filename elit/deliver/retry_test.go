@@ -12,17 +12,23 @@ import (
 )
 
 // TestBounceFailureBacksOff: a bounce that cannot be made (here the
-// message data is gone, so the DSN cannot quote it; a full disk does the
-// same) is retried on the backoff schedule of deliveries, doubling each
+// message data is damaged, so the DSN cannot quote it; a full disk does
+// the same) is retried on the backoff schedule of deliveries, doubling each
 // time, not at once in a loop.
 func TestBounceFailureBacksOff(t *testing.T) {
 	clock := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 	d := newDeliverer(t, Config{Resolver: &dns.Mem{}, Now: func() time.Time { return clock }})
-	m := &queue.Message{From: "sender@example.net", Received: clock, Recipients: []queue.Recipient{
+	m := &queue.Message{From: "sender@example.net", Ret: "FULL", Received: clock, Recipients: []queue.Recipient{
 		{Address: "a@example.com", Status: queue.Failed, LastError: "5.1.1 a@example.com: no such user"},
 	}}
 	queueMessage(t, d, m)
-	if err := os.Remove(filepath.Join(d.cfg.Queue.Dir(), m.ID+".msg")); err != nil {
+	name := filepath.Join(d.cfg.Queue.Dir(), m.ID+".q")
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[32] ^= 1 // the first byte of the data: it fails its checksum (RET=FULL: the DSN reads it whole)
+	if err := os.WriteFile(name, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute} {

@@ -178,7 +178,7 @@ func (d *Deliverer) Run(ctx context.Context) {
 			d.sched.set(m.ID, t)
 		} else if m.Done() {
 			// Finished just before a crash, not yet removed.
-			if err := d.cfg.Queue.Remove(m.ID); err != nil {
+			if err := d.cfg.Queue.RemoveLazily(m.ID); err != nil {
 				d.cfg.Log.Error("removing a finished message", "id", m.ID, "err", err)
 			}
 		}

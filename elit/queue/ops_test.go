@@ -43,10 +43,10 @@ func TestApplyTLS(t *testing.T) {
 	if err := s.Update(m); err != nil {
 		t.Fatal(err)
 	}
-	js, _ := os.ReadFile(filepath.Join(s.Dir(), m.ID+".json"))
-	for _, want := range []string{`"requiretls": true`, `"tls_required_no": true`} {
-		if !bytes.Contains(js, []byte(want)) {
-			t.Errorf("the envelope lacks %s:\n%s", want, js)
+	qf, _ := os.ReadFile(filepath.Join(s.Dir(), m.ID+".q"))
+	for _, want := range []string{`"requiretls":true`, `"tls_required_no":true`} {
+		if !bytes.Contains(qf, []byte(want)) {
+			t.Errorf("the state record lacks %s:\n%s", want, qf)
 		}
 	}
 	if got, err := s.Get(m.ID); err != nil || !got.RequireTLS || !got.TLSRequiredNo || got.TLSReport {

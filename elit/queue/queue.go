@@ -1,16 +1,32 @@
 // Package queue is Elit's durable message store, between receiving and
-// delivering. A message is two files in one directory:
+// delivering. A message is one file, <id>.q, in one directory (format.go):
+// a header with checksums, the message as received, its envelope in JSON,
+// then its delivery states appended one after the other, the last one
+// holding.
 //
-//	<id>.msg   the message as received (with our Received header)
-//	<id>.json  its envelope and per-recipient delivery state, readable by eye
+// Commit writes the file under a temporary name, renames it into place
+// and waits for a sync of the file system (syncfs(2)) that started after
+// the rename: a message is in the queue exactly when its file exists, so
+// a server may answer 250 after DATA (RFC 5321 §4.1.1.4, "the receiver
+// MUST NOT lose the message") as soon as Commit returns. Syncs are shared
+// (group commit, group.go): the commits that arrive while one runs are
+// covered together by the next, so a message costs at most one sync and
+// fewer under concurrent receptions, where the layout of before (data
+// and envelope files, each fsynced, and the directory) cost three.
 //
-// Each is written to a temporary file, fsynced, renamed into place
-// (renameio) and the directory fsynced, the data first: a message is in the
-// queue exactly when its .json exists, so a server may answer 250 after DATA
-// (RFC 5321 §4.1.1.4, "the receiver MUST NOT lose the message") as soon as
-// Put returns. Open removes what an interrupted Put left (temporary files,
-// data without an envelope), which was never acknowledged, and envelopes
-// without data, which only a failed Commit or damage leaves.
+// A state change appends a record without rewriting anything. Update and
+// Remove are durable when they return (they wait for a sync, shared as
+// Commit's); UpdateLazily and RemoveLazily, for deliveries, are made
+// durable by the next sync, which runs within LazySync. What a crash can
+// lose of those is a "delivered" mark or a removal, that is a delivery
+// made again after the restart: the duplicates are bounded by what was
+// delivered in the last LazySync before the crash. A failure loses
+// nothing either way: lost, it is tried again and fails again; and the
+// mark of a bounce follows the bounce, itself queued durably.
+//
+// Open removes what an interrupted Commit left (temporary files), puts
+// aside queue files that fail their checks (never acknowledged, or
+// damaged) and converts the queues of before (<id>.msg and <id>.json).
 //
 // The store holds state; scheduling deliveries is the deliverer's job.
 package queue
@@ -21,17 +37,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
-
-	"github.com/google/renameio/v2"
 )
 
 // Status is the delivery state of one recipient.
@@ -160,15 +175,21 @@ var ErrNotFound = errors.New("no such message")
 
 var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}-[0-9a-f]{12}$`)
 
+// LazySync is the longest a lazy change (UpdateLazily, RemoveLazily) waits
+// for a sync when no commit brings one sooner.
+const LazySync = time.Second
+
 // Store is a queue directory. Its methods may be called concurrently for
 // different messages; updates to one message must come from one goroutine.
 type Store struct {
-	dir string
-	now func() time.Time
-	log *slog.Logger
-	// syncDir makes the directory's entries durable (fsyncDir; a test
-	// makes it fail).
-	syncDir func(dir string) error
+	dir   string
+	fs    fileSystem
+	now   func() time.Time
+	log   *slog.Logger
+	group *group
+
+	lazyMu      sync.Mutex
+	lazyPending bool
 }
 
 // Option configures Open.
@@ -179,62 +200,124 @@ func WithLog(l *slog.Logger) Option {
 	return func(s *Store) { s.log = l }
 }
 
-func newStore(dir string, opts []Option) *Store {
-	s := &Store{dir: dir, now: time.Now, log: slog.New(slog.DiscardHandler), syncDir: fsyncDir}
+// withFS makes the store use fsys (a simulated disk in tests).
+func withFS(fsys fileSystem) Option {
+	return func(s *Store) { s.fs = fsys }
+}
+
+func newStore(dir string, opts []Option) (*Store, error) {
+	s := &Store{dir: dir, now: time.Now, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(s)
 	}
-	return s
+	if s.fs == nil {
+		fsys, err := newOSFS(dir)
+		if err != nil {
+			return nil, err
+		}
+		s.fs = fsys
+	}
+	s.group = newGroup(s.fs.SyncFS)
+	return s, nil
 }
 
-// Open opens (creating it if needed) the queue in dir and removes what
-// interrupted Puts left behind (temporary files, data without an
-// envelope: never acknowledged) and envelopes without data, which are
-// no message: only a failed Commit (whose client was told to send again)
-// or damage leaves them. Each removal is logged (WithLog); an envelope
-// without data is a warning, since damage may have lost a message.
+// Open opens (creating it if needed) the queue in dir and cleans it up:
+// it removes temporary files (interrupted Commits, never acknowledged),
+// cuts what a crash left torn at the end of a file's records, converts
+// the files of the former layout (<id>.json and <id>.msg), and renames
+// the queue files that fail their checks to <id>.q.damaged, out of the
+// queue: a crash leaves one only when it cut a Commit between its rename
+// and its sync (never acknowledged), otherwise the disk damaged it and
+// the operator may want it. Each change is logged (WithLog), damage as a
+// warning.
 func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue directory: %w", err)
 	}
-	s := newStore(dir, opts)
-	entries, err := os.ReadDir(dir)
+	s, err := newStore(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	names, err := s.fs.ReadDir()
 	if err != nil {
 		return nil, fmt.Errorf("queue directory: %w", err)
 	}
 	have := map[string]bool{}
-	for _, e := range entries {
-		have[e.Name()] = true
+	for _, n := range names {
+		have[n] = true
 	}
-	removed := false
-	for _, e := range entries {
-		name := e.Name()
-		var what string
-		if id, ok := strings.CutSuffix(name, ".msg"); ok && !have[id+".json"] {
-			what = "data without an envelope"
-		} else if id, ok := strings.CutSuffix(name, ".json"); ok && idPattern.MatchString(id) && !have[id+".msg"] {
-			what = "envelope without data"
-		} else if strings.HasPrefix(name, ".") {
-			what = "temporary file"
-		} else {
+	changed := false
+	// The former layout first: a conversion a crash cut is done again.
+	converted, err := s.convert(names, have)
+	if err != nil {
+		return nil, err
+	}
+	changed = changed || converted
+	if converted {
+		if names, err = s.fs.ReadDir(); err != nil {
+			return nil, fmt.Errorf("queue directory: %w", err)
+		}
+	}
+	for _, name := range names {
+		if strings.HasPrefix(name, ".") {
+			if err := s.fs.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("queue cleanup: %w", err)
+			}
+			s.log.Info("queue cleanup: removed temporary file", "file", name)
+			changed = true
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, name)); err != nil {
-			return nil, fmt.Errorf("queue cleanup: %w", err)
+		id, ok := strings.CutSuffix(name, fileSuffix)
+		if !ok || !idPattern.MatchString(id) {
+			continue
 		}
-		removed = true
-		if what == "envelope without data" {
-			s.log.Warn("queue cleanup: removed an envelope without data (a failed commit, or damage)", "file", name)
-		} else {
-			s.log.Info("queue cleanup: removed "+what, "file", name)
-		}
-	}
-	if removed {
-		if err := s.syncDir(dir); err != nil {
+		fixed, err := s.check(name)
+		if err != nil {
 			return nil, err
+		}
+		changed = changed || fixed
+	}
+	if changed {
+		if err := s.group.Wait(); err != nil {
+			return nil, fmt.Errorf("queue cleanup: %w", err)
 		}
 	}
 	return s, nil
+}
+
+// check reads queue file name whole at Open: one that fails its checks
+// is put aside, torn records at its end are cut off. It reports whether
+// it changed anything.
+func (s *Store) check(name string) (bool, error) {
+	f, err := s.fs.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return false, fmt.Errorf("queue cleanup: %w", err)
+	}
+	defer f.Close()
+	_, _, end, err := readFile(f, true)
+	if errors.Is(err, errDamaged) {
+		f.Close()
+		if err := s.fs.Rename(name, name+".damaged"); err != nil {
+			return false, fmt.Errorf("queue cleanup: %w", err)
+		}
+		s.log.Warn("queue cleanup: put aside a damaged queue file (a crash before its commit ended, or damage)", "file", name+".damaged", "err", err)
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("queue cleanup %s: %w", name, err)
+	}
+	size, err := f.Size()
+	if err != nil {
+		return false, fmt.Errorf("queue cleanup %s: %w", name, err)
+	}
+	if size == end {
+		return false, nil
+	}
+	if err := f.Truncate(end); err != nil {
+		return false, fmt.Errorf("queue cleanup %s: %w", name, err)
+	}
+	s.log.Info("queue cleanup: cut a torn state record", "file", name, "bytes", size-end)
+	return true, nil
 }
 
 // Attach opens the queue in dir for a tool, leaving alone the temporary
@@ -247,11 +330,14 @@ func Attach(dir string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("queue directory: %s is not a directory", dir)
 	}
-	return newStore(dir, nil), nil
+	return newStore(dir, nil)
 }
 
 // Dir returns the queue directory.
 func (s *Store) Dir() string { return s.dir }
+
+// Syncs returns how many syncs of the file system the store made.
+func (s *Store) Syncs() uint64 { return s.group.Done() }
 
 func (s *Store) newID() string {
 	b := make([]byte, 6)
@@ -259,11 +345,11 @@ func (s *Store) newID() string {
 	return s.now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
 }
 
-func (s *Store) path(id, ext string) (string, error) {
+func (s *Store) name(id string) (string, error) {
 	if !idPattern.MatchString(id) {
 		return "", fmt.Errorf("%w: %q is not a queue ID", ErrNotFound, id)
 	}
-	return filepath.Join(s.dir, id+ext), nil
+	return id + fileSuffix, nil
 }
 
 // Put stores a new message durably: data, then m (with ID, Received and
@@ -283,21 +369,30 @@ func (s *Store) Put(m *Message, data io.Reader) error {
 // Incoming is a message being written into the queue: it has its ID (to
 // put in a Received header, say) but is not queued until Commit.
 type Incoming struct {
-	id string
-	f  *renameio.PendingFile
-	n  int64
+	s    *Store
+	id   string
+	tmp  string
+	f    file
+	n    int64
+	crc  uint32
+	werr error
 }
 
 // Begin starts a new message. Write its data to the returned Incoming,
 // then Commit it or Abort it.
 func (s *Store) Begin() (*Incoming, error) {
 	id := s.newID()
-	dataPath, _ := s.path(id, ".msg")
-	f, err := renameio.NewPendingFile(dataPath, renameio.WithPermissions(0o600))
+	tmp := "." + id + fileSuffix + ".tmp"
+	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("queue %s: %w", id, err)
 	}
-	return &Incoming{id: id, f: f}, nil
+	if _, err := f.Write(make([]byte, headerSize)); err != nil { // the header, written at Commit
+		f.Close()
+		s.fs.Remove(tmp)
+		return nil, fmt.Errorf("queue %s: %w", id, err)
+	}
+	return &Incoming{s: s, id: id, tmp: tmp, f: f}, nil
 }
 
 // ID returns the queue ID the message will have.
@@ -309,7 +404,7 @@ func (in *Incoming) Size() int64 { return in.n }
 // Reader reads what was written so far, from the start: the decide steps
 // read the spooled message through it instead of the network again.
 func (in *Incoming) Reader() io.Reader {
-	return io.NewSectionReader(in.f, 0, in.n)
+	return io.NewSectionReader(in, 0, in.n)
 }
 
 // ReadAt reads what was written, at offset off.
@@ -318,37 +413,49 @@ func (in *Incoming) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	if rest := in.n - off; int64(len(p)) > rest {
-		n, err := in.f.ReadAt(p[:rest], off)
+		n, err := in.f.ReadAt(p[:rest], headerSize+off)
 		if err == nil {
 			err = io.EOF
 		}
 		return n, err
 	}
-	return in.f.ReadAt(p, off)
+	return in.f.ReadAt(p, headerSize+off)
 }
 
 func (in *Incoming) Write(p []byte) (int, error) {
+	if in.f == nil {
+		return 0, fmt.Errorf("queue %s: already committed or aborted", in.id)
+	}
 	n, err := in.f.Write(p)
 	in.n += int64(n)
+	in.crc = crc32.Update(in.crc, crcTable, p[:n])
+	if err != nil && in.werr == nil {
+		in.werr = err
+	}
 	return n, err
 }
 
 // Abort discards the message; after Commit it does nothing.
 func (in *Incoming) Abort() {
 	if in.f != nil {
-		in.f.Cleanup()
+		in.f.Close()
+		in.s.fs.Remove(in.tmp)
 		in.f = nil
 	}
 }
 
 // Commit durably queues the data written to in with the envelope m (its
 // ID, Received and Size filled in). When Commit returns nil the message
-// survives a crash; when it fails, nothing is queued: the client is told
-// to send again (RFC 5321 §4.2.5), and a message left queued as well
-// would be delivered twice.
+// survives a crash: it returns after a sync that started once the file
+// was in place. When it fails, nothing is queued: the client is told to
+// send again (RFC 5321 §4.2.5), and a message left queued as well would
+// be delivered twice.
 func (s *Store) Commit(in *Incoming, m *Message) error {
 	if in.f == nil {
 		return fmt.Errorf("queue %s: already committed or aborted", in.id)
+	}
+	if in.s != s {
+		return fmt.Errorf("queue %s: begun in another queue", in.id)
 	}
 	m.ID = in.id
 	if m.Received.IsZero() {
@@ -362,14 +469,31 @@ func (s *Store) Commit(in *Incoming, m *Message) error {
 	}
 	f := in.f
 	in.f = nil
-	defer f.Cleanup()
-	if err := f.CloseAtomicallyReplace(); err != nil {
+	err := in.werr
+	if err == nil {
+		err = writeTail(f, m, in.n, in.crc)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		s.fs.Remove(in.tmp)
 		return fmt.Errorf("queue %s: %w", m.ID, err)
 	}
-	if err := s.writeEnvelope(m); err != nil {
-		// The envelope may be in place (renamed, the directory sync then
-		// failed): it goes first, then the data, as in Remove.
-		if uerr := s.unqueue(m.ID); uerr != nil {
+	name, _ := s.name(m.ID)
+	if err := s.fs.Rename(in.tmp, name); err != nil {
+		s.fs.Remove(in.tmp)
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	if err := s.group.Wait(); err != nil {
+		err = fmt.Errorf("queue %s: %w", m.ID, err)
+		// Maybe on disk, maybe not: take it out, durably, so that it is
+		// not delivered after a restart as well as sent again.
+		uerr := s.fs.Remove(name)
+		if uerr == nil {
+			uerr = s.group.Wait()
+		}
+		if uerr != nil {
 			return errors.Join(err, fmt.Errorf("queue %s: undoing the commit: %w", m.ID, uerr))
 		}
 		return err
@@ -377,61 +501,119 @@ func (s *Store) Commit(in *Incoming, m *Message) error {
 	return nil
 }
 
-// unqueue removes what there is of a message, the envelope first, and
-// syncs the directory.
-func (s *Store) unqueue(id string) error {
-	var errs []error
-	for _, ext := range []string{".json", ".msg"} {
-		path, _ := s.path(id, ext)
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	if err := s.syncDir(s.dir); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
-}
-
-// Update durably replaces the envelope and delivery state of m.
-func (s *Store) Update(m *Message) error {
-	if _, err := s.path(m.ID, ".json"); err != nil {
+// writeTail writes the envelope after the n bytes of data (whose
+// checksum is crc) and then the header.
+func writeTail(f file, m *Message, n int64, crc uint32) error {
+	env, err := json.Marshal(m)
+	if err != nil {
 		return err
 	}
-	return s.writeEnvelope(m)
+	if _, err := f.WriteAt(env, headerSize+n); err != nil {
+		return err
+	}
+	h := fileHeader{dataLen: n, envLen: int64(len(env)), dataCRC: crc, envCRC: crc32.Checksum(env, crcTable)}
+	_, err = f.WriteAt(h.marshal(), 0)
+	return err
 }
 
-func (s *Store) writeEnvelope(m *Message) error {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return fmt.Errorf("queue %s: %w", m.ID, err)
+// Update durably records the delivery state of m (its recipients, and
+// its REQUIRETLS and TLS-Required settings; the rest of a message does
+// not change once committed): for an operator's command, say.
+func (s *Store) Update(m *Message) error {
+	if err := s.UpdateLazily(m); err != nil {
+		return err
 	}
-	path, _ := s.path(m.ID, ".json")
-	if err := renameio.WriteFile(path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("queue %s: %w", m.ID, err)
-	}
-	if err := s.syncDir(s.dir); err != nil {
+	if err := s.group.Wait(); err != nil {
 		return fmt.Errorf("queue %s: %w", m.ID, err)
 	}
 	return nil
 }
 
-// Get reads the envelope of a message.
-func (s *Store) Get(id string) (*Message, error) {
-	path, err := s.path(id, ".json")
+// UpdateLazily records the delivery state of m as Update does, durably
+// at the next sync (within LazySync): for the results of deliveries,
+// which a crash may lose (see the package doc).
+func (s *Store) UpdateLazily(m *Message) error {
+	name, err := s.name(m.ID)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	b, err := os.ReadFile(path)
+	f, err := s.fs.OpenFile(name, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return s.legacyUpdate(m)
+	}
+	if err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	defer f.Close()
+	_, _, end, err := readFile(f, false)
+	if err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	rec, err := marshalRecord(m)
+	if err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	// A torn record after the valid ones (a crash, and no Open since:
+	// a tool) goes, or it would hide this one.
+	if size, err := f.Size(); err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	} else if size != end {
+		if err := f.Truncate(end); err != nil {
+			return fmt.Errorf("queue %s: %w", m.ID, err)
+		}
+	}
+	if _, err := f.WriteAt(rec, end); err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("queue %s: %w", m.ID, err)
+	}
+	s.syncSoon()
+	return nil
+}
+
+// Sync makes every change made so far durable.
+func (s *Store) Sync() error { return s.group.Wait() }
+
+// syncSoon makes sure a sync starts within LazySync.
+func (s *Store) syncSoon() {
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	if s.lazyPending {
+		return
+	}
+	s.lazyPending = true
+	since := s.group.Started()
+	time.AfterFunc(LazySync, func() {
+		s.lazyMu.Lock()
+		s.lazyPending = false
+		s.lazyMu.Unlock()
+		if s.group.Done() > since {
+			return // a sync that started after the change ended: it covered it
+		}
+		if err := s.group.Wait(); err != nil {
+			s.log.Error("queue sync", "err", err)
+		}
+	})
+}
+
+// Get reads the envelope and delivery state of a message.
+func (s *Store) Get(id string) (*Message, error) {
+	name, err := s.name(id)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.fs.OpenFile(name, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.legacyGet(id)
 	}
 	if err != nil {
 		return nil, err
 	}
-	m := &Message{}
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("queue %s: bad envelope: %w", id, err)
+	defer f.Close()
+	m, _, _, err := readFile(f, false)
+	if err != nil {
+		return nil, fmt.Errorf("queue %s: %w", id, err)
 	}
 	if m.ID != id {
 		return nil, fmt.Errorf("queue %s: the envelope says it is %q", id, m.ID)
@@ -441,72 +623,86 @@ func (s *Store) Get(id string) (*Message, error) {
 
 // Data reads a queued message as it goes out: its Header (our Received
 // field, and what the decide steps added), then the data as received.
+// The data is checked against its checksum as it is read: a damaged
+// message fails with an error at its end instead of io.EOF.
 func (s *Store) Data(id string) (io.ReadCloser, error) {
-	f, err := s.dataFile(id)
+	name, err := s.name(id)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.Get(id)
+	f, err := s.fs.OpenFile(name, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.legacyData(id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, h, _, err := readFile(f, false)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("queue %s: %w", id, err)
 	}
-	if m.Header == "" {
-		return f, nil
-	}
+	data := &checkedReader{r: io.NewSectionReader(f, headerSize, h.dataLen), crc: crc32.New(crcTable), want: h.dataCRC, id: id}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(strings.NewReader(m.Header), f), f}, nil
+	}{io.MultiReader(strings.NewReader(m.Header), data), f}, nil
 }
 
-// dataFile opens the data file of a queued message: the message as
-// received, without its Header.
-func (s *Store) dataFile(id string) (*os.File, error) {
-	path, err := s.path(id, ".msg")
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
-	}
-	return f, err
-}
-
-// Remove deletes a message: the envelope first, so that a crash in between
-// leaves an orphan that Open removes, never an envelope without data.
+// Remove durably deletes a message.
 func (s *Store) Remove(id string) error {
-	jsonPath, err := s.path(id, ".json")
+	if err := s.RemoveLazily(id); err != nil {
+		return err
+	}
+	if err := s.group.Wait(); err != nil {
+		return fmt.Errorf("queue %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveLazily deletes a message, durably at the next sync (within
+// LazySync): for a message delivered, which a crash may then deliver
+// again (see the package doc).
+func (s *Store) RemoveLazily(id string) error {
+	name, err := s.name(id)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(jsonPath); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w: %s", ErrNotFound, id)
-		}
+	err = s.fs.Remove(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.legacyRemove(id)
+	}
+	if err != nil {
 		return err
 	}
-	dataPath, _ := s.path(id, ".msg")
-	if err := os.Remove(dataPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return s.syncDir(s.dir)
+	s.syncSoon()
+	return nil
 }
 
-// List returns every queued message, oldest first. Envelopes that cannot
+// List returns every queued message, oldest first. Messages that cannot
 // be read are reported in the error (joined), and the others still listed:
 // a damaged file must not hide the rest of the queue.
 func (s *Store) List() ([]*Message, error) {
-	entries, err := os.ReadDir(s.dir)
+	names, err := s.fs.ReadDir()
 	if err != nil {
 		return nil, err
 	}
+	have := map[string]bool{}
+	for _, n := range names {
+		have[n] = true
+	}
 	var msgs []*Message
 	var errs []error
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !idPattern.MatchString(id) {
+	for _, n := range names {
+		id, ok := strings.CutSuffix(n, fileSuffix)
+		if !ok {
+			// The former layout, not converted yet (a tool before the
+			// server's first start).
+			if id, ok = strings.CutSuffix(n, ".json"); !ok || have[id+fileSuffix] {
+				continue
+			}
+		}
+		if !idPattern.MatchString(id) {
 			continue
 		}
 		m, err := s.Get(id)
@@ -518,17 +714,4 @@ func (s *Store) List() ([]*Message, error) {
 	}
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].ID < msgs[j].ID })
 	return msgs, errors.Join(errs...)
-}
-
-// fsyncDir makes a directory's entries durable.
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

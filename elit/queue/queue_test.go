@@ -53,10 +53,10 @@ func TestPutGet(t *testing.T) {
 	if string(data) != body {
 		t.Errorf("data %q", data)
 	}
-	// The envelope is JSON a human can read.
-	js, _ := os.ReadFile(filepath.Join(s.Dir(), m.ID+".json"))
-	if !bytes.Contains(js, []byte(`"status": "pending"`)) {
-		t.Errorf("envelope:\n%s", js)
+	// One file, holding the data and the envelope in JSON.
+	qf, _ := os.ReadFile(filepath.Join(s.Dir(), m.ID+".q"))
+	if !bytes.Contains(qf, []byte(body)) || !bytes.Contains(qf, []byte(`"status":"pending"`)) {
+		t.Errorf("queue file:\n%s", qf)
 	}
 
 	got.Recipients[0].Status = Delivered
@@ -134,16 +134,17 @@ func TestListAndCleanup(t *testing.T) {
 		}
 		ids = append(ids, m.ID)
 	}
-	// What a crash can leave: a temporary file and data without envelope.
-	os.WriteFile(filepath.Join(dir, ".20261122T100000-0123456789ab.msg123"), []byte("partial"), 0o600)
-	os.WriteFile(filepath.Join(dir, "20261122T100500-0123456789ab.msg"), []byte("never acknowledged"), 0o600)
-	// A damaged envelope must not hide the others.
-	os.WriteFile(filepath.Join(dir, ids[1]+".json"), []byte("{"), 0o600)
+	// What a crash can leave: a temporary file, a file renamed in place
+	// but not all written.
+	os.WriteFile(filepath.Join(dir, ".20261122T100000-0123456789ab.q.tmp"), []byte("partial"), 0o600)
+	os.WriteFile(filepath.Join(dir, "20261122T100500-0123456789ab.q"), []byte("ELQ1 never acknowledged"), 0o600)
 
 	s2, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A damaged envelope must not hide the others.
+	os.WriteFile(filepath.Join(dir, ids[1]+".q"), []byte("{"), 0o600)
 	msgs, err := s2.List()
 	if err == nil || !strings.Contains(err.Error(), ids[1]) {
 		t.Errorf("List error %v, want one naming %s", err, ids[1])
@@ -152,12 +153,12 @@ func TestListAndCleanup(t *testing.T) {
 		t.Errorf("List: %d messages", len(msgs))
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 6 {
+	if len(entries) != 4 {
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
-		t.Errorf("after Open: %q, want the 3 pairs only", names)
+		t.Errorf("after Open: %q, want the 3 messages and the torn one put aside", names)
 	}
 }
 

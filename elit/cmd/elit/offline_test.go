@@ -77,7 +77,7 @@ func TestQueueOffline(t *testing.T) {
 		t.Fatalf("queue after an offline drop: %d messages (%v), want the dropped one and no DSN", len(msgs), err)
 	}
 	for _, id := range []string{msgs[0].ID} {
-		data, _ := os.ReadFile(filepath.Join(state, "queue", id+".msg"))
+		data, _ := os.ReadFile(filepath.Join(state, "queue", id+".q"))
 		if strings.Contains(string(data), "localhost") {
 			t.Errorf("a message names localhost:\n%s", data)
 		}
