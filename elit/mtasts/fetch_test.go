@@ -94,7 +94,10 @@ func TestFetch(t *testing.T) {
 		case "mta-sts.slow.example": // no answer until the client gives up
 			<-r.Context().Done()
 		case "mta-sts.slowbody.example": // the header, then nothing
+			// A length longer than what comes: however the response
+			// ends, it is a cut body, never a whole short policy.
 			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", "1000")
 			fmt.Fprint(w, "version: STSv1\r\n")
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
