@@ -81,6 +81,12 @@ type Config struct {
 	MaxParallel  int           // messages in delivery at once (20)
 	MaxPerDest   int           // connections to one destination domain or relay at once (10)
 	Timeout      time.Duration // per SMTP command (5 min), connect (30 s)
+	// ReuseIdle is how long a session to a host is kept open after a
+	// transaction for the next message to the same host (5 s; negative:
+	// a new connection for each message), for at most ReuseMessages
+	// transactions (100) and 5 minutes (reuse.go).
+	ReuseIdle     time.Duration
+	ReuseMessages int
 
 	Now  func() time.Time
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -110,6 +116,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
+	}
+	if c.ReuseIdle == 0 {
+		c.ReuseIdle = defaultReuseIdle
+	}
+	if c.ReuseMessages <= 0 {
+		c.ReuseMessages = defaultReuseMessages
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -142,6 +154,7 @@ var (
 type Deliverer struct {
 	cfg   Config
 	sched *schedule
+	pool  *sessionPool // idle sessions for the next message to their host
 
 	// Test hooks: claimed is called when Run has claimed a message for a
 	// delivery that is about to start; waiting when an operator command
@@ -155,7 +168,8 @@ func New(cfg Config) (*Deliverer, error) {
 	if cfg.Queue == nil || cfg.Hostname == "" || cfg.Resolver == nil {
 		return nil, errors.New("deliver: Queue, Hostname and Resolver are required")
 	}
-	d := &Deliverer{cfg: cfg, sched: newSchedule(cfg.MaxPerDest)}
+	d := &Deliverer{cfg: cfg, sched: newSchedule(cfg.MaxPerDest),
+		pool: newSessionPool(cfg.ReuseIdle, cfg.ReuseMessages, cfg.MaxPerDest)}
 	if err := d.setupTransports(); err != nil {
 		return nil, err
 	}
