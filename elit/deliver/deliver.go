@@ -11,7 +11,8 @@
 // The parts: the schedule (schedule.go) says which message is due and
 // who works on it; a delivery groups a message's due recipients by
 // transport and domain, finds the hosts (MX, RFC 5321 §5.1, or a relay)
-// and runs sessions with elit/smtpclient (session.go), asking a TLSPolicy
+// and runs sessions with elit/smtpclient (session.go), kept open a short
+// while for the next message to the same host (reuse.go), asking a TLSPolicy
 // what TLS each host needs and telling a TLSReporter what it got
 // (tlspolicy.go); each recipient's result goes into the queue as fields
 // (result.go), which DSNs (dsn.go) and metrics read.
