@@ -11,7 +11,8 @@
 // The parts: the schedule (schedule.go) says which message is due and
 // who works on it; a delivery groups a message's due recipients by
 // transport and domain, finds the hosts (MX, RFC 5321 §5.1, or a relay)
-// and runs sessions with elit/smtpclient (session.go), asking a TLSPolicy
+// and runs sessions with elit/smtpclient (session.go), kept open a short
+// while for the next message to the same host (reuse.go), asking a TLSPolicy
 // what TLS each host needs and telling a TLSReporter what it got
 // (tlspolicy.go); each recipient's result goes into the queue as fields
 // (result.go), which DSNs (dsn.go) and metrics read.
@@ -81,6 +82,12 @@ type Config struct {
 	MaxParallel  int           // messages in delivery at once (20)
 	MaxPerDest   int           // connections to one destination domain or relay at once (10)
 	Timeout      time.Duration // per SMTP command (5 min), connect (30 s)
+	// ReuseIdle is how long a session to a host is kept open after a
+	// transaction for the next message to the same host (5 s; negative:
+	// a new connection for each message), for at most ReuseMessages
+	// transactions (100) and 5 minutes (reuse.go).
+	ReuseIdle     time.Duration
+	ReuseMessages int
 
 	Now  func() time.Time
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -110,6 +117,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
+	}
+	if c.ReuseIdle == 0 {
+		c.ReuseIdle = defaultReuseIdle
+	}
+	if c.ReuseMessages <= 0 {
+		c.ReuseMessages = defaultReuseMessages
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -142,6 +155,7 @@ var (
 type Deliverer struct {
 	cfg   Config
 	sched *schedule
+	pool  *sessionPool // idle sessions for the next message to their host
 
 	// Test hooks: claimed is called when Run has claimed a message for a
 	// delivery that is about to start; waiting when an operator command
@@ -155,7 +169,8 @@ func New(cfg Config) (*Deliverer, error) {
 	if cfg.Queue == nil || cfg.Hostname == "" || cfg.Resolver == nil {
 		return nil, errors.New("deliver: Queue, Hostname and Resolver are required")
 	}
-	d := &Deliverer{cfg: cfg, sched: newSchedule(cfg.MaxPerDest)}
+	d := &Deliverer{cfg: cfg, sched: newSchedule(cfg.MaxPerDest),
+		pool: newSessionPool(cfg.ReuseIdle, cfg.ReuseMessages, cfg.MaxPerDest)}
 	if err := d.setupTransports(); err != nil {
 		return nil, err
 	}

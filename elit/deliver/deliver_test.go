@@ -23,6 +23,7 @@ func newTest(t *testing.T, r dns.Resolver) *Deliverer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.pool.close)
 	return d
 }
 

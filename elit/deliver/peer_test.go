@@ -47,6 +47,7 @@ func newDeliverer(t *testing.T, cfg Config) *Deliverer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.pool.close) // as Run does at its end
 	return d
 }
 

@@ -188,6 +188,7 @@ func (d *Deliverer) Run(ctx context.Context) {
 		return float64(d.sched.len())
 	})
 	var wg sync.WaitGroup
+	defer d.pool.close() // after the deliveries, which may keep sessions
 	defer wg.Wait()
 	for {
 		now := d.cfg.Now()

@@ -183,6 +183,15 @@ func (d *Deliverer) attempt(ctx context.Context, from string, t *Transport, doma
 	case dest.TLSOptional:
 		plan = optionalPlan(plan)
 	}
+	key := sessionKey{t: t, domain: dest.Domain, host: host, addr: addr}
+	if s := d.pool.get(key, plan, dest); s != nil {
+		if res, retryable, ok := d.reuse(s, from, m, idx); ok {
+			return res, retryable
+		}
+		// The session had ended while idle (the server closed it, RFC
+		// 5321 §4.5.3.2.7): nothing was sent, so a new connection, and
+		// this was no attempt.
+	}
 	var last []result
 	for i := range plan.Requirements {
 		res, retry, tlsFailed := d.session(ctx, from, t, dest, addr, plan, i, m, idx)
@@ -219,8 +228,14 @@ func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest
 	}
 	// From here every step's deadline ends with ctx (shutdown): the
 	// session ends at once.
+	sessionsOpened.Inc()
 	c := smtpclient.New(ctx, conn, d.cfg.Timeout)
-	defer c.Close()
+	kept := false
+	defer func() {
+		if !kept {
+			c.Close()
+		}
+	}()
 	roots := d.cfg.RootCAs
 	if t.roots != nil {
 		roots = t.roots
@@ -294,12 +309,49 @@ func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest
 			return all(*r), false, false
 		}
 	}
-	defer c.Quit()
-	out, retryable := d.send(c, from, host, addr, m, idx)
-	for i := range out {
-		out[i].tls, out[i].transport = achieved, t.Name
+	s := &openSession{c: c, key: sessionKey{t: t, domain: dest.Domain, host: host, addr: addr, plan: planKey(plan, req)},
+		achieved: achieved, opened: time.Now()}
+	out, retryable, _ := d.transact(s, from, m, idx)
+	if kept = d.pool.put(s); !kept {
+		c.Quit()
 	}
 	return out, retryable, false
+}
+
+// reuse runs the transaction for idx on a session kept from an earlier
+// one, after an RSET (RFC 5321 §4.1.1.5) that shows the server still
+// there. ok is false when the session had ended before the server
+// answered MAIL: nothing was delivered, and the caller opens a new one.
+func (d *Deliverer) reuse(s *openSession, from string, m *queue.Message, idx []int) (res []result, retryable, ok bool) {
+	log := d.cfg.Log.With("id", m.ID, "host", s.key.host, "addr", s.key.addr, "transactions", s.sent)
+	if err := s.c.Reset(); err != nil {
+		log.Debug("a kept session has ended; a new one", "err", err)
+		s.c.Close()
+		return nil, false, false
+	}
+	sessionsReused.Inc()
+	res, retryable, early := d.transact(s, from, m, idx)
+	if early {
+		log.Debug("a kept session ended before MAIL was answered; a new one", "err", res[0].Text)
+		s.c.Close()
+		return nil, false, false
+	}
+	if !d.pool.put(s) {
+		s.c.Quit()
+	}
+	return res, retryable, true
+}
+
+// transact runs one transaction on s (send) and notes its TLS and
+// transport in the results. early reports a session that broke before
+// the server answered MAIL, which cannot have taken the message.
+func (d *Deliverer) transact(s *openSession, from string, m *queue.Message, idx []int) (out []result, retryable, early bool) {
+	s.sent++
+	out, retryable, early = d.send(s.c, from, s.key.host, s.key.addr, m, idx)
+	for i := range out {
+		out[i].tls, out[i].transport = s.achieved, s.key.t.Name
+	}
+	return out, retryable, early
 }
 
 // authenticate logs in to a submission relay with the configured
@@ -321,16 +373,17 @@ func (d *Deliverer) authenticate(c *smtpclient.Client, t *Transport, host, addr 
 
 // send runs one transaction for the recipients idx on an open session.
 // retryable reports a session that broke before the data, whose next
-// address may be tried.
-func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue.Message, idx []int) (out []result, retryable bool) {
+// address may be tried; early one that broke before the server answered
+// MAIL.
+func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue.Message, idx []int) (out []result, retryable, early bool) {
 	all := func(r result) []result { return fill(len(idx), r.at(host, addr, "")) } // decisions of ours
 	sizeParam, hasSize := c.Extension("SIZE")
 	if max, err := strconv.ParseInt(sizeParam, 10, 64); hasSize && err == nil && max > 0 && m.Size > max {
-		return all(failure("5.3.4", "%s accepts at most %d bytes, the message has %d", host, max, m.Size)), false
+		return all(failure("5.3.4", "%s accepts at most %d bytes, the message has %d", host, max, m.Size)), false, false
 	}
 	_, hasUTF8 := c.Extension("SMTPUTF8")
 	if m.SMTPUTF8 && !hasUTF8 {
-		return all(failure("5.6.7", "%s does not support SMTPUTF8, which the message needs", host)), false
+		return all(failure("5.6.7", "%s does not support SMTPUTF8, which the message needs", host)), false, false
 	}
 	var env smtpclient.Envelope
 	if hasSize {
@@ -344,7 +397,7 @@ func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue
 		// RFC 6152 §3: convert or return. We return, and only messages
 		// that really have 8-bit bytes.
 		if eight, err := d.has8bit(m.ID); err != nil || eight {
-			return all(failure("5.6.3", "%s does not support 8BITMIME and the message has 8-bit data", host)), false
+			return all(failure("5.6.3", "%s does not support 8BITMIME and the message has 8-bit data", host)), false, false
 		}
 	}
 	if m.SMTPUTF8 {
@@ -390,7 +443,7 @@ func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue
 	}
 	f, err := d.cfg.Queue.Data(m.ID)
 	if err != nil {
-		return fill(len(idx), failure("4.3.0", "reading the queued data: %v", err)), false
+		return fill(len(idx), failure("4.3.0", "reading the queued data: %v", err)), false, false
 	}
 	defer f.Close()
 	final, errs := c.Transaction(env, f, m.Size)
@@ -407,7 +460,8 @@ func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue
 	var e *smtpclient.Error
 	retryable = len(errs) > 0 && errors.As(errs[0], &e) && e.Reply == nil &&
 		(e.Step == smtpclient.StepMAIL || e.Step == smtpclient.StepRCPT)
-	return out, retryable
+	early = retryable && e.Step == smtpclient.StepMAIL
+	return out, retryable, early
 }
 
 // wireAddress returns addr as it goes in MAIL or RCPT: as it is with

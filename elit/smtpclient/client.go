@@ -55,6 +55,7 @@ const (
 	StepMAIL     Step = "MAIL"
 	StepRCPT     Step = "RCPT"
 	StepDATA     Step = "DATA" // DATA and the data, or BDAT
+	StepRSET     Step = "RSET" // the reset before a transaction on a session that ran one (Reset)
 )
 
 // Error is a failed step: the server refused it (Reply), or the session
@@ -95,6 +96,7 @@ type Client struct {
 	name    string            // ours, in EHLO
 	greeted bool              // the greeting was read
 	ext     map[string]string // the server's EHLO keywords (upper case) and their parameters
+	broken  bool              // a step broke the session, the server closed it (421), or Close did
 }
 
 // New starts a session on conn: each step gets timeout (5 minutes if
@@ -108,14 +110,42 @@ func New(ctx context.Context, conn net.Conn, timeout time.Duration) *Client {
 	return c
 }
 
+// writeBuffer is the size of the buffer commands and data go out from:
+// a 100 KiB message in a few writes, and no more than a TLS record.
+const writeBuffer = 16 << 10
+
 func (c *Client) use(conn net.Conn) {
-	c.conn, c.r, c.w = conn, bufio.NewReader(conn), bufio.NewWriter(conn)
+	c.conn, c.r, c.w = conn, bufio.NewReader(conn), bufio.NewWriterSize(conn, writeBuffer)
 }
 
 // Close closes the connection, without QUIT.
 func (c *Client) Close() error {
+	c.broken = true
 	c.dl.stop()
 	return c.conn.Close()
+}
+
+// Usable reports whether the session can run another transaction: no
+// step broke it (an *Error without a reply), the server did not close
+// it (421, RFC 5321 §3.8), and it was not closed. A server may still have
+// closed it meanwhile; Reset finds out.
+func (c *Client) Usable() bool { return !c.broken }
+
+// Reset says RSET and waits for its 250 (RFC 5321 §4.1.1.5): the state
+// of a session that ran a transaction is cleared for the next one, and
+// the round trip shows that the server is still there before a message
+// is entrusted to the session. An error (StepRSET) leaves the session
+// unusable.
+func (c *Client) Reset() error {
+	c.send("RSET")
+	err := c.flush(StepRSET)
+	if err == nil {
+		_, _, err = c.read(StepRSET, 250)
+	}
+	if err != nil {
+		c.broken = true
+	}
+	return err
 }
 
 // Quit says QUIT (RFC 5321 §4.1.1.10), reads the reply if it comes in
@@ -137,6 +167,7 @@ func (c *Client) handshake(step Step, cfg *tls.Config) error {
 	tc := tls.Client(c.conn, cfg)
 	c.dl.extend()
 	if err := tc.HandshakeContext(c.ctx); err != nil {
+		c.broken = true
 		return &Error{Step: step, Err: fmt.Errorf("TLS: %w", err)}
 	}
 	c.use(tc)
@@ -285,6 +316,7 @@ func (c *Client) send(format string, args ...any) {
 func (c *Client) flush(step Step) error {
 	c.dl.extend()
 	if err := c.w.Flush(); err != nil {
+		c.broken = true
 		return &Error{Step: step, Err: err}
 	}
 	return nil
@@ -296,7 +328,11 @@ func (c *Client) read(step Step, want int) (*reply.Reply, []string, error) {
 	c.dl.extend()
 	rp, lines, err := readReply(c.r)
 	if err != nil {
+		c.broken = true
 		return nil, nil, &Error{Step: step, Err: err}
+	}
+	if rp.Code == 421 {
+		c.broken = true // the server is closing the session (RFC 5321 §3.8)
 	}
 	if rp.Code/100 != want/100 {
 		return rp, lines, &Error{Step: step, Reply: rp}

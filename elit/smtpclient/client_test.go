@@ -517,3 +517,67 @@ func TestNobodyAccepted(t *testing.T) {
 	c.Close()
 	p.wait(t)
 }
+
+// TestReset: RSET between transactions on a kept session (RFC 5321
+// §4.1.1.5) shows whether the server is still there; a 421 (§3.8) or a
+// closed connection leaves the session unusable, as does a break in a
+// transaction.
+func TestReset(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		script     string
+		code       int  // of the error; -1: none
+		usable     bool // after Reset
+		transacted bool // a transaction ran before Reset
+	}{
+		{name: "answered", script: `
+			C: RSET
+			S: 250 2.0.0 ok`, code: -1, usable: true},
+		{name: "after a transaction", transacted: true, script: `
+			C: MAIL FROM:<s@example.org> SIZE=22
+			C: RCPT TO:<a@example.com> NOTIFY=FAILURE
+			C: RCPT TO:<b@example.com>
+			C: DATA
+			S: 250 2.1.0 ok
+			S: 250 2.1.5 ok
+			S: 250 2.1.5 ok
+			S: 354 go ahead
+			C: Subject: x
+			C:
+			C: hello
+			C: .
+			S: 250 2.0.0 queued
+			C: RSET
+			S: 250 2.0.0 ok`, code: -1, usable: true},
+		{name: "closing", script: `
+			C: RSET
+			S: 421 4.4.2 idle too long`, code: 421},
+		{name: "closed", script: `
+			close`, code: 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, cl := session(t, hello+`
+				S: 250-mx.example.com
+				S: 250 PIPELINING`+c.script)
+			if c.transacted {
+				if _, errs := cl.Transaction(env, strings.NewReader(msg), int64(len(msg))); errs[0] != nil || errs[1] != nil || !cl.Usable() {
+					t.Fatalf("transaction: %v, usable %v", errs, cl.Usable())
+				}
+			}
+			err := cl.Reset()
+			if c.code < 0 && err != nil {
+				t.Errorf("Reset: %v", err)
+			} else if c.code >= 0 {
+				wantErr(t, "Reset", err, StepRSET, c.code)
+			}
+			if cl.Usable() != c.usable {
+				t.Errorf("usable %v, want %v", cl.Usable(), c.usable)
+			}
+			cl.Close()
+			if cl.Usable() {
+				t.Error("usable after Close")
+			}
+			p.wait(t)
+		})
+	}
+}

@@ -159,6 +159,7 @@ func (c *Client) data(data io.Reader, sendDATA bool) (*reply.Reply, error) {
 		return nil, err
 	}
 	if err := c.dotStuff(data); err != nil {
+		c.broken = true
 		return nil, &Error{Step: StepDATA, Err: err}
 	}
 	c.send(".")
@@ -181,12 +182,16 @@ func (c *Client) dotStuff(data io.Reader) error {
 			if start && chunk[0] == '.' {
 				c.w.WriteByte('.')
 			}
+			if len(chunk) >= c.w.Available() {
+				// The write goes out to the connection: it gets its
+				// time (RFC 5321 §4.5.3.2, the data block), not each line.
+				c.dl.extend()
+			}
 			if _, werr := c.w.Write(chunk); werr != nil {
 				return werr
 			}
 			last = chunk[len(chunk)-1]
 			start = last == '\n'
-			c.dl.extend()
 		}
 		if err == io.EOF {
 			break
@@ -207,11 +212,12 @@ const bdatChunk = 1 << 20
 // bdat sends the data in chunks, the last one marked LAST (RFC 3030 §2),
 // each acknowledged before the next.
 func (c *Client) bdat(data io.Reader, size int64) (*reply.Reply, error) {
-	buf := make([]byte, bdatChunk)
+	buf := make([]byte, min(bdatChunk, max(size, 0)+1)) // a small message, a small buffer
 	sent := int64(0)
 	for {
 		n, err := io.ReadFull(data, buf)
 		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			c.broken = true
 			return nil, &Error{Step: StepDATA, Err: fmt.Errorf("reading the message: %w", err)}
 		}
 		sent += int64(n)

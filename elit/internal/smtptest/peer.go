@@ -27,8 +27,9 @@ type Peer struct {
 	OnData func(r io.Reader) error
 	OnRcpt func(to string) error
 
-	mu  sync.Mutex
-	got []Message
+	mu       sync.Mutex
+	got      []Message
+	sessions int
 }
 
 // Message is one transaction the peer accepted.
@@ -66,7 +67,7 @@ func NewPeerAt(t testing.TB, addr string, configure func(*smtp.Server)) *Peer {
 		t.Fatal(err)
 	}
 	_, p.Port, _ = net.SplitHostPort(l.Addr().String())
-	go p.Server.Serve(l)
+	go p.Server.Serve(countingListener{l, p})
 	t.Cleanup(func() {
 		// Shutdown lets sessions end; Close when one does not.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -83,6 +84,29 @@ func (p *Peer) Received() []Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Message(nil), p.got...)
+}
+
+// Sessions returns the number of connections the peer has accepted.
+func (p *Peer) Sessions() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sessions
+}
+
+// countingListener counts the connections of its peer.
+type countingListener struct {
+	net.Listener
+	p *Peer
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.p.mu.Lock()
+		l.p.sessions++
+		l.p.mu.Unlock()
+	}
+	return c, err
 }
 
 type session struct {
