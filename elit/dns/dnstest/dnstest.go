@@ -104,14 +104,23 @@ func Handler(zone Zone) (mdns.Handler, error) {
 // Listen serves handler on addr (host:port, port 0 for any) over UDP and
 // TCP, and returns the address and the function that stops it.
 func Listen(addr string, handler mdns.Handler) (string, func(), error) {
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return "", nil, err
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
+	// TCP on the UDP port the kernel chose: an outgoing connection of
+	// another test may hold that TCP port, so a port of our own (":0")
+	// is tried again with another, at most 20 times.
+	var pc net.PacketConn
+	var l net.Listener
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", addr); err != nil {
+			return "", nil, err
+		}
+		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
 		pc.Close()
-		return "", nil, err
+		if _, port, _ := net.SplitHostPort(addr); port != "0" || try == 20 {
+			return "", nil, err
+		}
 	}
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
