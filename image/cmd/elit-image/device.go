@@ -187,6 +187,11 @@ func (d *device) do(ctx context.Context, method, url string, body io.Reader, n i
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusUnauthorized {
+		return "", fmt.Errorf("%s %s: %s: the appliance refused the password; it is the one of the image it runs "+
+			"(an instance keeps it: -i NAME; else -password-file with that image's .password file), and a build "+
+			"without one makes a new password", method, url, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(b))
 	}

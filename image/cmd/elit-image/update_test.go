@@ -33,6 +33,7 @@ type fakeAppliance struct {
 	mu      sync.Mutex
 	calls   []string
 	bad     bool
+	pw      string // when set, the password it takes (else any)
 	now     boot
 	boots   []boot
 	started time.Time
@@ -42,6 +43,10 @@ func (f *fakeAppliance) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
+	if _, pw, _ := r.BasicAuth(); f.pw != "" && pw != f.pw {
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
 	switch r.URL.Path {
 	case "/update/features":
 		io.WriteString(w, "partuuid,updatehash,gpt,")
@@ -159,6 +164,26 @@ func TestUpdate(t *testing.T) {
 				t.Errorf("calls %q\nwant  %q", calls, c.calls)
 			}
 		})
+	}
+}
+
+// TestWrongPassword: an image built without the running appliance's
+// password (a new random one) is refused at the first request, with a
+// message that says why, and nothing is sent.
+func TestWrongPassword(t *testing.T) {
+	f := &fakeAppliance{pw: "right", now: boot{"v1", false}, started: time.Now()}
+	ep, pin := f.serve(t)
+	d, err := (&deviceFlags{}).device(&ep, "new-random", []string{pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &updateOptions{ep: ep, image: fakeImage(t), version: "v2", timeout: 10 * time.Second}
+	err = update(context.Background(), d, o, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "refused the password") {
+		t.Fatalf("update with a wrong password: %v", err)
+	}
+	if !slices.Equal(f.calls, []string{"GET /update/features"}) {
+		t.Errorf("calls %q: more than the first request", f.calls)
 	}
 }
 
