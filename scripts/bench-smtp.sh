@@ -150,7 +150,7 @@ for c in "${cases[@]}"; do
 	printf '| %s | %s KiB | %s | %s | %s |\n' "$sessions" "$((size / 1024))" \
 		"$(rate 2501 "$sessions" "$size")" "$(rate 2502 "$sessions" "$size")" "$(rate 2503 "$sessions" "$size")"
 done
-queued=$(find "$W/elit/state/queue" -name '*.json' | wc -l)
+queued=$(find "$W/elit/state/queue" -name '*.q' | wc -l)
 held=$(find "$W/postfix-queue/hold" -type f | wc -l)
 echo
 echo "Check: Elit queued $queued messages, Postfix held $held."
