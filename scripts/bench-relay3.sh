@@ -16,6 +16,9 @@
 #
 #	scripts/bench-relay3.sh SIZE MESSAGES SESSIONS
 #
+# KEEP=1 keeps the working directory (logs, queues) for a look afterwards;
+# WAITS is how many 20 ms waits for the sink after smtp-source (6000).
+#
 # How each relays:
 #   - Elit: -smarthost 127.0.0.2:25, mail checks, ARC and DKIM off (as the
 #     peers: no checks, no signing), SRS on for the forward (its default);
