@@ -112,13 +112,27 @@ echo
 scripts/bench-smtp.sh
 
 echo
+echo "## Relay: Elit, Postfix, chasquid"
+echo
+echo "The relay end to end through each server (scripts/bench-relay3.sh: a local"
+echo "name forwarded to one outside mailbox, smtp-sink as the destination, timed"
+echo "until the sink has every message; Elit's mail authentication off as the"
+echo "peers'; rounds rotated, medians), 10 connections, a new one per message."
+for size in 1024 102400; do
+	echo
+	echo "$((size / 1024)) KiB, ${RELAY3_MESSAGES:-1000} messages:"
+	echo
+	scripts/bench-relay3.sh "$size" "${RELAY3_MESSAGES:-1000}" 10
+done
+
+echo
 echo "## The appliance image"
 echo
 echo "The Elit \`vm\` image next to a minimal gokrazy image (\`appliance/hello\`, a"
 echo "program answering \"220 hello\" on port 25), built by \`elit-image build\` (2 GiB"
 echo "image, database partition, /perm formatted) and booted by \`elit-image qemu\`"
-echo "(UEFI, virtio, TCG software emulation: no KVM) in the same run, one run each"
-echo "(scripts/bench-image.sh). Boot is QEMU start to the first SMTP banner on the"
-echo "forwarded port 25; update is the command until the new version greets."
+echo "(UEFI, virtio, TCG software emulation: no KVM) in the same run, each round on a"
+echo "fresh disk (scripts/bench-image.sh, ROUNDS=3). Boot is QEMU start to the first SMTP"
+echo "banner on the forwarded port 25; update is the command until the new version greets."
 echo
 scripts/bench-image.sh
