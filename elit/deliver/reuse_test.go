@@ -7,129 +7,27 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"elit.local/elit/internal/smtptest"
 	"elit.local/elit/internal/testlib"
 	"elit.local/elit/queue"
 )
 
-// sink is Postfix's smtp-sink on loopback: a real peer that counts its
-// sessions (-c) and appends what it accepts to a file (-D).
-type sink struct {
-	cmd  *exec.Cmd
-	addr string
-	dump string
-	out  *syncBuffer
-}
-
-// syncBuffer is the sink's standard output, written as it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.b = append(b.b, p...)
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.b)
-}
-
-// startSink starts smtp-sink on addr ("": a free port) with args, waits
-// until it answers, and stops it when the test ends.
-func startSink(t *testing.T, addr string, args ...string) *sink {
-	t.Helper()
-	if _, err := exec.LookPath("smtp-sink"); err != nil {
-		t.Fatal("smtp-sink is not installed: make test installs it (apt-get install postfix)")
-	}
-	// smtp-sink writes as nobody, who cannot enter t.TempDir()'s parent.
-	dir, err := os.MkdirTemp("", "elit-sink")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
-	if addr == "" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr = l.Addr().String()
-		l.Close()
-	}
-	s := &sink{addr: addr, dump: filepath.Join(dir, "dump"), out: &syncBuffer{}}
-	s.cmd = exec.Command("smtp-sink", append(append([]string{"-u", "nobody", "-c", "-D", s.dump}, args...), addr, "100")...)
-	s.cmd.Stdout = s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.stop)
-	for range 250 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			s.waitSessions(t, 1) // the probe
-			return s
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("smtp-sink did not start on %s", addr)
-	return nil
-}
-
-func (s *sink) stop() {
-	if s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	}
-}
-
-var sinkCounters = regexp.MustCompile(`sess=(\d+) quit=(\d+) mesg=(\d+)`)
-
-// sessions is the number of sessions that have ended, and of messages
-// accepted, as the sink counts them (the probe of startSink included).
-func (s *sink) sessions() (sessions, messages int) {
-	m := sinkCounters.FindAllStringSubmatch(s.out.String(), -1)
-	if len(m) == 0 {
-		return 0, 0
-	}
-	last := m[len(m)-1]
-	sessions, _ = strconv.Atoi(last[1])
-	messages, _ = strconv.Atoi(last[3])
-	return sessions, messages
-}
-
-// waitSessions waits until n sessions have ended.
-func (s *sink) waitSessions(t *testing.T, n int) {
-	t.Helper()
-	for range 1000 {
-		if got, _ := s.sessions(); got >= n {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	got, _ := s.sessions()
-	t.Fatalf("the sink counted %d sessions, want %d", got, n)
+// startSink starts smtp-sink (smtptest.StartSink).
+func startSink(t *testing.T, addr string, args ...string) *smtptest.Sink {
+	return smtptest.StartSink(t, addr, args...)
 }
 
 // subjects counts the messages the sink got by their Subject.
-func (s *sink) subjects() map[string]int {
-	b, _ := os.ReadFile(s.dump)
+func subjects(s *smtptest.Sink) map[string]int {
+	b, _ := os.ReadFile(s.Dump)
 	got := map[string]int{}
 	for _, m := range regexp.MustCompile(`(?m)^Subject: (.*?)\r?$`).FindAllStringSubmatch(string(b), -1) {
 		got[m[1]]++
@@ -155,9 +53,9 @@ func queueNumbered(t *testing.T, d *Deliverer, n int) []*queue.Message {
 
 // checkOnce checks that the sink got each of n numbered messages once
 // and that none is left in the queue.
-func checkOnce(t *testing.T, d *Deliverer, s *sink, n int) {
+func checkOnce(t *testing.T, d *Deliverer, s *smtptest.Sink, n int) {
 	t.Helper()
-	got := s.subjects()
+	got := subjects(s)
 	for i := range n {
 		if c := got[fmt.Sprintf("message %d", i)]; c != 1 {
 			t.Errorf("message %d arrived %d times", i, c)
@@ -191,11 +89,11 @@ func TestReuseSink(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := startSink(t, "", c.args...)
-			_, port, _ := net.SplitHostPort(s.addr)
+			_, port, _ := net.SplitHostPort(s.Addr)
 			d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: port, ReuseIdle: time.Minute})
 			for i, m := range queueNumbered(t, d, n) {
 				if c.idleClose && i > 0 {
-					s.waitSessions(t, 1+i) // the sink ended the previous session
+					s.WaitSessions(t, 1+i) // the sink ended the previous session
 				}
 				d.process(context.Background(), m.ID)
 				if _, err := d.cfg.Queue.Get(m.ID); !errors.Is(err, queue.ErrNotFound) {
@@ -204,8 +102,8 @@ func TestReuseSink(t *testing.T) {
 				}
 			}
 			d.pool.close()
-			s.waitSessions(t, 1+c.wantConns)
-			if got, _ := s.sessions(); got-1 != c.wantConns {
+			s.WaitSessions(t, 1+c.wantConns)
+			if got, _ := s.Sessions(); got-1 != c.wantConns {
 				t.Errorf("%d connections for %d messages, want %d", got-1, n, c.wantConns)
 			}
 			checkOnce(t, d, s, n)
@@ -219,7 +117,7 @@ func TestReuseSink(t *testing.T) {
 func TestReuseConcurrent(t *testing.T) {
 	const n = 60
 	s := startSink(t, "")
-	_, port, _ := net.SplitHostPort(s.addr)
+	_, port, _ := net.SplitHostPort(s.Addr)
 	d := newDeliverer(t, Config{Resolver: loopbackMX("example.com"), Port: port, MaxPerDest: 4, ReuseMessages: 7})
 	queueNumbered(t, d, n)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -229,7 +127,7 @@ func TestReuseConcurrent(t *testing.T) {
 		close(done)
 	}()
 	for range 3000 {
-		if _, msgs := s.sessions(); msgs >= n {
+		if _, msgs := s.Sessions(); msgs >= n {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -246,14 +144,14 @@ func TestReuseConcurrent(t *testing.T) {
 		t.Errorf("%d sessions idle after Run", d.pool.idleCount())
 	}
 	checkOnce(t, d, s, n)
-	_, msgs := s.sessions()
+	_, msgs := s.Sessions()
 	for range 1000 {
-		if conns, _ := s.sessions(); conns-1 >= (n+6)/7 && msgs >= n {
+		if conns, _ := s.Sessions(); conns-1 >= (n+6)/7 && msgs >= n {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	conns, _ := s.sessions()
+	conns, _ := s.Sessions()
 	conns-- // the probe
 	if conns >= n || conns < (n+6)/7 {
 		t.Errorf("%d connections for %d messages (at most 7 each)", conns, n)

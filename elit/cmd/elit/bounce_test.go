@@ -15,7 +15,7 @@ import (
 func TestDeliverBounce(t *testing.T) {
 	needTools(t, "python3")
 	good := startSink(t, "")
-	_, port, _ := net.SplitHostPort(good.addr)
+	_, port, _ := net.SplitHostPort(good.Addr)
 	startSink(t, "127.0.0.2:"+port, "-f", "RCPT")
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.2", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)
@@ -64,7 +64,7 @@ print("ok", per_rcpt["Status"], per_rcpt["Diagnostic-Code"])
 // the sender), and a bounce sent to a member's address is counted too.
 func TestDeliverList(t *testing.T) {
 	good := startSink(t, "")
-	_, port, _ := net.SplitHostPort(good.addr)
+	_, port, _ := net.SplitHostPort(good.Addr)
 	startSink(t, "127.0.0.2:"+port, "-f", "RCPT")
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.2", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)

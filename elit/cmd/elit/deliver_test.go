@@ -13,7 +13,7 @@ import (
 // mailboxes' MX (the sink) with an SRS sender, and leaves the queue.
 func TestDeliverForward(t *testing.T) {
 	sk := startSink(t, "")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port, "-metrics-addr", "127.0.0.1:0")
 	needTools(t, "swaks")
@@ -78,7 +78,7 @@ var srsRe = regexp.MustCompile(`SRS0=[A-Z2-7]{13}=[A-Z2-7]{2}=([^=]+)=([^@]+)@ex
 // the third attempt.
 func TestDeliverRetry(t *testing.T) {
 	sk := startSink(t, "", "-r", "RCPT")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
 	// Retries 1 s then 2 s apart: time to swap the sinks in between.
 	s := deliveryServer(t, resolver, port, "-retry-first", "1s", "-retry-max", "2s")
@@ -90,12 +90,12 @@ func TestDeliverRetry(t *testing.T) {
 		m, err := q.Get(id)
 		return err == nil && m.Recipients[0].Attempts >= 2
 	})
-	sk.stop()
+	sk.Stop()
 	m, _ := q.Get(id)
 	if m.Recipients[0].Attempts != 2 || !strings.Contains(m.Recipients[0].LastError, "said at RCPT: 4") {
 		t.Fatalf("after two attempts: %+v", m.Recipients[0])
 	}
-	sk2 := startSink(t, sk.addr)
+	sk2 := startSink(t, sk.Addr)
 	waitFor(t, "the third attempt", func() bool { return len(sk2.messages()) == 1 })
 	waitFor(t, "an empty queue", func() bool { m, _ := q.List(); return len(m) == 0 })
 	if !strings.Contains(s.logText(), "attempt=3") {

@@ -19,7 +19,7 @@ var keyRe = regexp.MustCompile(`msg="made a DKIM key: publish its record" name=(
 // to the user's mailbox elsewhere (ARC cv=pass, and our DKIM signature).
 func TestJudgeSignedAndSealed(t *testing.T) {
 	sk := startSink(t, "")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)
 	needTools(t, "swaks")

@@ -19,7 +19,7 @@ var msgIDRe = regexp.MustCompile(`(?m)^Message-ID: <([^>]+)>`)
 // flight at a kill (at most -max-deliveries per kill).
 func TestDeliverSIGKILL(t *testing.T) {
 	sk := startSink(t, "")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	const parallel = 5
 	s := deliveryServer(t, resolver, port, "-max-deliveries", fmt.Sprint(parallel))

@@ -12,7 +12,7 @@ import (
 // out broken.
 func TestDeliver8BitMIME(t *testing.T) {
 	sk := startSink(t, "", "-8")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)
 	send := func(body string) {
@@ -36,7 +36,7 @@ func TestDeliver8BitMIME(t *testing.T) {
 func TestDeliverDotStuffing(t *testing.T) {
 	for _, args := range [][]string{nil, {"-p"}} {
 		sk := startSink(t, "", args...)
-		_, port, _ := net.SplitHostPort(sk.addr)
+		_, port, _ := net.SplitHostPort(sk.Addr)
 		resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1"})
 		s := deliveryServer(t, resolver, port)
 		c := mxData(t, s.mx, "<>", "<din@example.org>")
@@ -53,7 +53,7 @@ func TestDeliverDotStuffing(t *testing.T) {
 // "relayed" DSN (RFC 3461 §6.2.2); to a peer with DSN, NOTIFY is passed on.
 func TestDeliverRelayedNotice(t *testing.T) {
 	noDSN := startSink(t, "")
-	_, port, _ := net.SplitHostPort(noDSN.addr)
+	_, port, _ := net.SplitHostPort(noDSN.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port)
 	c := mxData(t, s.mx, "<sender@example.net>", "<din@example.org> NOTIFY=SUCCESS,FAILURE")
@@ -71,8 +71,8 @@ func TestDeliverRelayedNotice(t *testing.T) {
 
 	// A peer without ESMTP (smtp-sink -e: EHLO refused, HELO taken): the
 	// message goes, and the sender gets a "relayed" notice.
-	noDSN.stop()
-	plain := startSink(t, noDSN.addr, "-e")
+	noDSN.Stop()
+	plain := startSink(t, noDSN.Addr, "-e")
 	c = mxData(t, s.mx, "<sender@example.net>", "<din@example.org> NOTIFY=SUCCESS")
 	c.send("Subject: tell me again\r\n\r\nhello\r\n.\r\n")
 	c.expect("250")

@@ -11,7 +11,7 @@ import (
 // control socket, and drop on the files when no server runs.
 func TestQueueOps(t *testing.T) {
 	sk := startSink(t, "", "-r", "RCPT")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port, "-retry-first", "1h", "-retry-max", "2h")
 	send := func() string {
@@ -72,7 +72,7 @@ func TestQueueOps(t *testing.T) {
 // sender, and then leaves the queue.
 func TestQueueOfflineDropBounce(t *testing.T) {
 	good := startSink(t, "")
-	_, port, _ := net.SplitHostPort(good.addr)
+	_, port, _ := net.SplitHostPort(good.Addr)
 	startSink(t, "127.0.0.2:"+port, "-r", "RCPT") // the forward is deferred
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.2", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port, "-retry-first", "1h", "-retry-max", "2h")

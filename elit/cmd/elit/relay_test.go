@@ -31,7 +31,7 @@ func writeConfig(t *testing.T, v any) string {
 func TestDeliverSubmissionRelay(t *testing.T) {
 	needTools(t, "swaks")
 	sk := startSink(t, "")
-	b := startServer(t, "-deliver=true", "-smarthost", sk.addr)
+	b := startServer(t, "-deliver=true", "-smarthost", sk.Addr)
 	for _, tr := range []map[string]any{
 		{"type": "submission", "host": b.sub, "user": "din", "password": dinPassword, "ca-file": b.cert},
 		{"type": "submission", "host": b.subs, "tls": "implicit", "user": "din", "password": dinPassword, "ca-file": b.cert, "mechanism": "CRAM-MD5"},
@@ -66,7 +66,7 @@ func TestDeliverSubmissionRelay(t *testing.T) {
 // through a SOCKS5 proxy on loopback.
 func TestDeliverSOCKS5(t *testing.T) {
 	sk := startSink(t, "")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	proxyAddr, seen := socks5Server(t)
 	cfg := writeConfig(t, map[string]any{

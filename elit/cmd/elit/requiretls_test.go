@@ -24,7 +24,7 @@ import (
 // retry; elit queue destinations shows what the sink offered.
 func TestRequireTLS(t *testing.T) {
 	sk := startSink(t, "", "-r", "RCPT")
-	_, port, _ := net.SplitHostPort(sk.addr)
+	_, port, _ := net.SplitHostPort(sk.Addr)
 	resolver := dnsServer(t, map[string]string{"example.com": "127.0.0.1", "example.net": "127.0.0.1"})
 	s := deliveryServer(t, resolver, port, "-retry-first", "1h", "-retry-max", "2h")
 	q := openQueue(t, s)

@@ -3,13 +3,12 @@ package main
 import (
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"elit.local/elit/internal/smtptest"
 )
 
 // dnsServer serves a test zone on loopback: each domain has the MX
@@ -46,56 +45,16 @@ func dnsServer(t *testing.T, zone map[string]string) string {
 	return pc.LocalAddr().String()
 }
 
-// sink is Postfix's smtp-sink as a destination MX.
-type sink struct {
-	cmd  *exec.Cmd
-	dump string
-	addr string
-}
+// sink is Postfix's smtp-sink as a destination MX (smtptest.Sink).
+type sink struct{ *smtptest.Sink }
 
 func startSink(t *testing.T, addr string, args ...string) *sink {
-	t.Helper()
-	needTools(t, "smtp-sink")
-	dir, err := os.MkdirTemp("", "elit-sink")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o777) // smtp-sink writes as nobody
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if addr == "" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr = l.Addr().String()
-		l.Close()
-	}
-	s := &sink{dump: filepath.Join(dir, "dump"), addr: addr}
-	s.cmd = exec.Command("smtp-sink", append(append([]string{"-u", "nobody", "-D", s.dump}, args...), addr, "100")...)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.stop)
-	for range 100 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return s
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("smtp-sink did not start on %s", addr)
-	return nil
+	return &sink{smtptest.StartSink(t, addr, args...)}
 }
 
-func (s *sink) stop() {
-	if s.cmd.Process != nil {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	}
-}
-
+// messages are the messages the sink accepted.
 func (s *sink) messages() []string {
-	b, _ := os.ReadFile(s.dump)
+	b, _ := os.ReadFile(s.Dump)
 	var out []string
 	for _, m := range strings.Split(string(b), "X-Client-Addr: ") {
 		if strings.TrimSpace(m) != "" {
