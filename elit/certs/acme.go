@@ -33,6 +33,7 @@ import (
 
 	"github.com/google/renameio/v2"
 	"golang.org/x/crypto/acme"
+	"golang.org/x/net/netutil"
 )
 
 // acmeIssuer gets and renews the host name's certificate.
@@ -149,8 +150,15 @@ func (s *Source) ServeHTTPS(ctx context.Context, l net.Listener, h http.Handler)
 		<-ctx.Done()
 		hs.Close()
 	}()
-	hs.Serve(tls.NewListener(l, cfg))
+	// Port 443 is open to anyone: a client that opens connections
+	// without end waits for a free one instead of costing a goroutine
+	// and a handshake each (the timeouts above free them).
+	hs.Serve(tls.NewListener(netutil.LimitListener(l, maxHTTPSConns), cfg))
 }
+
+// maxHTTPSConns bounds ServeHTTPS's concurrent connections: senders fetch
+// a policy once a day at most, a CA validates a few times per order.
+var maxHTTPSConns = 256
 
 // challengeCert is the TLS-ALPN-01 challenge certificate of name, while
 // its challenge is under way.

@@ -2,9 +2,14 @@ package certs
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,5 +204,61 @@ func TestACMECache(t *testing.T) {
 	}
 	if w := renewWait(leaf, now.Add(89*24*time.Hour)); w != 0 {
 		t.Errorf("renewWait near the end = %v", w)
+	}
+}
+
+// TestServeHTTPSLimit: connections beyond maxHTTPSConns wait until one
+// ends; the server keeps answering the others.
+func TestServeHTTPSLimit(t *testing.T) {
+	defer func(n int) { maxHTTPSConns = n }(maxHTTPSConns)
+	maxHTTPSConns = 3
+	src, err := New(Config{Hostname: "mx.example.org", SelfSignedDir: t.TempDir()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go src.ServeHTTPS(ctx, l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	handshake := func() error {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", l.Addr().String(),
+			&tls.Config{InsecureSkipVerify: true, ServerName: "mx.example.org"})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := handshake(); err != nil {
+		t.Fatal(err)
+	}
+	var idle []net.Conn // connections that say nothing
+	for range maxHTTPSConns {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	c, err := net.Dial("tcp", l.Addr().String()) // the kernel queues it
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.example.org"})
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("a connection over the limit was served")
+	}
+	c.Close()
+	idle[0].Close()
+	time.Sleep(100 * time.Millisecond)
+	if err := handshake(); err != nil {
+		t.Fatalf("after a connection ended: %v", err)
+	}
+	for _, c := range idle[1:] {
+		c.Close()
 	}
 }
