@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"elit.local/elit/certs"
@@ -73,11 +72,7 @@ func serveHTTP(ctx context.Context, cfg *config.Config, src *certs.Source, st *s
 			// MTA-STS policy (RFC 8461 §3.3).
 			var h http.Handler
 			if pol := cfg.PublishedSTS(); pol != nil {
-				var domains []string
-				for _, host := range cfg.STSHosts() {
-					domains = append(domains, strings.TrimPrefix(host, "mta-sts."))
-				}
-				h = mtasts.Handler(*pol, domains...)
+				h = mtasts.Handler(*pol, append([]string{cfg.Domain}, cfg.Domains...)...)
 				log.Info("serving the MTA-STS policy", "addr", l.Addr().String(), "hosts", cfg.STSHosts(), "mode", pol.Mode, "id", pol.ID())
 			}
 			go src.ServeHTTPS(ctx, l, h)
