@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# The relay end to end, Elit, Postfix and chasquid side by side:
-# smtp-source sends MESSAGES messages of SIZE bytes over SESSIONS
-# connections (a new connection per message) to din@example.org, which
+# The relay end to end, Elit, Postfix and chasquid side by side: our load
+# generator (internal/cmd/loadgen) sends MESSAGES messages of SIZE bytes
+# over SESSIONS concurrent sessions, PER messages over each connection
+# (default 1: a new connection per message), to din@example.org, which
 # each server forwards to one outside mailbox, romain@example.com;
 # smtp-sink on 127.0.0.2:25 takes the relayed mail and counts it (not on
 # 127.0.0.1, where the servers listen: Postfix would see a loop). A run is
 # timed until the sink has all MESSAGES. Each server starts afresh in a
 # throwaway directory for each run; ROUNDS rounds (default 3), the order
 # of the servers rotated each round. Prints one Markdown table: msg/s end
-# to end (median of the rounds), CPU s per 1000 messages (user+system of
-# all the server's processes, median), peak memory (PSS summed over the
-# server's processes, sampled every 0.2 s; the highest of the rounds), and
-# Elit's ratio to each peer; then a check line of the messages the sink
-# got from each server.
+# to end and accepted (answered 250 after DATA, as the client saw it),
+# CPU s per 1000 messages (user+system of all the server's processes),
+# p50 and p99 latency from the end of DATA to the reply (medians of the
+# rounds), peak memory (PSS summed over the server's processes, sampled
+# every 0.2 s; the highest of the rounds), fsyncs per message (fsync,
+# fdatasync, syncfs, sync and sync_file_range calls counted by strace over
+# every process of the server in one more, untimed run of at most 500
+# messages), and Elit's ratio to each peer; then a check line of the
+# messages the sink got from each server.
 #
-#	scripts/bench-relay3.sh SIZE MESSAGES SESSIONS
+#	scripts/bench-relay3.sh SIZE MESSAGES SESSIONS [PER]
 #
 # KEEP=1 keeps the working directory (logs, queues) for a look afterwards;
-# WAITS is how many 20 ms waits for the sink after smtp-source (6000).
+# WAITS is how many 20 ms waits for the sink after the load generator (6000).
 #
 # How each relays:
 #   - Elit: -smarthost 127.0.0.2:25, mail checks, ARC and DKIM off (as the
@@ -36,18 +41,21 @@ if [ "${1:-}" != "--inside" ]; then
 	size=${1:?usage: bench-relay3.sh SIZE MESSAGES SESSIONS}
 	n=${2:?messages}
 	sessions=${3:?sessions}
-	scripts/deps.sh smtp-source:postfix chasquid:chasquid openssl:openssl unshare:util-linux ip:iproute2
+	per=${4:-1}
+	scripts/deps.sh smtp-sink:postfix chasquid:chasquid openssl:openssl unshare:util-linux ip:iproute2 strace:strace
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "bench-relay3: needs root (private namespaces, and Postfix runs as root)" >&2
 		exit 1
 	fi
 	go build -o bin/elit ./elit/cmd/elit
 	go build -o bin/benchdns ./internal/cmd/benchdns
-	exec unshare -n -m "$0" --inside "$size" "$n" "$sessions"
+	go build -o bin/loadgen ./internal/cmd/loadgen
+	exec unshare -n -m "$0" --inside "$size" "$n" "$sessions" "$per"
 fi
 size=$2
 n=$3
 sessions=$4
+per=$5
 rounds=${ROUNDS:-3}
 
 ip link set lo up
@@ -201,10 +209,13 @@ stop_server() { # SERVER DIR PID
 	wait "$3" 2>/dev/null || true
 }
 
-# run SERVER ROUND: one timed run; appends "rate cpu pss delivered" to
-# $W/SERVER.results.
+# run SERVER ROUND: one timed run; appends "rate cpu pss delivered
+# accepted-rate p50 p99" to $W/SERVER.results. ROUND "strace": an untimed
+# run of at most 500 messages under strace; appends the fsyncs per
+# message to $W/SERVER.fsyncs.
 run() {
-	local s=$1 d=$W/run-$1-$2 pid sink smp c0 c1 t0 t1 got=0 pss
+	local s=$1 d=$W/run-$1-$2 pid sink smp c0 c1 t0 t1 got=0 pss m=$n st="" out
+	[ "$2" = strace ] && m=$((n < 500 ? n : 500))
 	mkdir -p "$d"
 	smtp-sink -u nobody -c -h sink.example.com 127.0.0.2:25 200 >"$d/sink.out" &
 	sink=$!
@@ -215,38 +226,56 @@ run() {
 	pids+=("$pid")
 	wait_port 2525
 	sleep 1 # settled
+	if [ "$2" = strace ]; then
+		strace -f -qq -c -o "$d/strace" -e trace=fsync,fdatasync,syncfs,sync,sync_file_range \
+			$(tree "$pid" | sed 's/^/-p /') &
+		st=$!
+		pids+=("$st")
+		sleep 1 # attached
+	fi
 	echo 0 >"$d/pss"
 	sample "$pid" "$d/pss" &
 	smp=$!
 	pids+=("$smp")
 	c0=$(cputicks "$pid")
 	t0=$(date +%s.%N)
-	smtp-source -s "$sessions" -m "$n" -l "$size" -f bench@example.net -t din@example.org \
-		-M client.example.net 127.0.0.1:2525 >/dev/null 2>"$d/source.err" || true
+	out=$(bin/loadgen -addr 127.0.0.1:2525 -n "$m" -sessions "$sessions" -per "$per" -size "$size" \
+		-from bench@example.net -to din@example.org -helo client.example.net 2>"$d/source.err") || true
 	for _ in $(seq "${WAITS:-6000}"); do # at most 2 minutes more
 		got=$(sinkcount "$d/sink.out")
-		[ "$got" -ge "$n" ] && break
+		[ "$got" -ge "$m" ] && break
 		sleep 0.02
 	done
 	t1=$(date +%s.%N)
 	c1=$(cputicks "$pid")
 	kill "$smp"
 	wait "$smp" 2>/dev/null || true
+	if [ -n "$st" ]; then
+		kill -INT "$st"
+		wait "$st" 2>/dev/null || true
+		awk -v m="$m" '$NF ~ /^(fsync|fdatasync|syncfs|sync|sync_file_range)$/ {c += $4} END {printf "%.2f\n", c / m}' \
+			"$d/strace" >>"$W/$s.fsyncs"
+	fi
 	stop_server "$s" "$d" "$pid"
 	sleep 0.3
 	kill "$sink"
 	wait "$sink" 2>/dev/null || true
 	got=$(sinkcount "$d/sink.out")
-	# The sampler may not have written a figure yet (a very short run):
-	# 0 keeps the columns in place (the table takes the highest round).
-	pss=$(cat "$d/pss" 2>/dev/null || true)
-	echo "$(echo "$n / ($t1 - $t0)" | bc -l) $(echo "($c1 - $c0) / $(getconf CLK_TCK) / $n * 1000" | bc -l) ${pss:-0} $got" \
-		>>"$W/$s.results"
-	if [ "$got" -ne "$n" ]; then
-		echo "bench-relay3: $s round $2: the sink got $got of $n" >&2
+	if [ -z "$st" ]; then
+		# The sampler may not have written a figure yet (a very short
+		# run): 0 keeps the columns in place (the table takes the
+		# highest round).
+		pss=$(cat "$d/pss" 2>/dev/null || true)
+		echo "$(echo "$m / ($t1 - $t0)" | bc -l) $(echo "($c1 - $c0) / $(getconf CLK_TCK) / $m * 1000" | bc -l) ${pss:-0} $got" \
+			"$(field rate "$out") $(field p50_ms "$out") $(field p99_ms "$out")" >>"$W/$s.results"
+	fi
+	if [ "$got" -ne "$m" ]; then
+		echo "bench-relay3: $s round $2: the sink got $got of $m" >&2
 		head -3 "$d/source.err" >&2
 	fi
 }
+# field NAME LINE: the value of NAME=value in loadgen's LINE (0 if none).
+field() { echo "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {v = $2} END {print v + 0}'; }
 
 servers=(elit postfix chasquid)
 for r in $(seq "$rounds"); do
@@ -254,31 +283,45 @@ for r in $(seq "$rounds"); do
 		run "${servers[$(((r - 1 + i) % 3))]}" "$r"
 	done
 done
+for s in "${servers[@]}"; do
+	run "$s" strace
+done
 
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 col() { awk -v c="$2" '{print $c}' "$W/$1.results"; }
-declare -A rate cpu mem
+declare -A rate cpu mem acc p50 p99 fs
 for s in "${servers[@]}"; do
 	rate[$s]=$(col "$s" 1 | median)
 	cpu[$s]=$(col "$s" 2 | median)
 	mem[$s]=$(col "$s" 3 | sort -n | tail -1)
+	acc[$s]=$(col "$s" 5 | median)
+	p50[$s]=$(col "$s" 6 | median)
+	p99[$s]=$(col "$s" 7 | median)
+	fs[$s]=$(cat "$W/$s.fsyncs" 2>/dev/null || echo 0)
 done
 ratio() { # METRIC PEER: Elit / peer
 	local -n m=$1
-	echo "${m[elit]} / ${m[$2]}" | bc -l | awk '{printf "%.2f", $1}'
+	if [ "$(echo "${m[$2]} == 0" | bc)" = 1 ]; then
+		echo "–"
+		return
+	fi
+	echo "${m[elit]} / ${m[$2]}" | bc -l | awk '{printf "%.2f×", $1}'
 }
-echo "| server | msg/s end to end | CPU s / 1000 msg | peak memory (PSS) |"
-echo "|---|---:|---:|---:|"
+echo "| server | msg/s end to end | accepted msg/s | CPU s / 1000 msg | peak memory (PSS) | fsyncs / msg | p50 / p99 latency |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for s in "${servers[@]}"; do
 	case $s in elit) name=Elit ;; postfix) name=Postfix ;; chasquid) name=chasquid ;; esac
-	printf '| %s | %.0f | %.2f | %.0f MB |\n' "$name" "${rate[$s]}" "${cpu[$s]}" "$(echo "${mem[$s]} / 1024" | bc -l)"
+	printf '| %s | %.0f | %.0f | %.2f | %.0f MB | %s | %.1f / %.1f ms |\n' "$name" "${rate[$s]}" "${acc[$s]}" "${cpu[$s]}" \
+		"$(echo "${mem[$s]} / 1024" | bc -l)" "${fs[$s]}" "${p50[$s]}" "${p99[$s]}"
 done
 for p in postfix chasquid; do
 	case $p in postfix) name=Postfix ;; chasquid) name=chasquid ;; esac
-	printf '| Elit / %s | %s× | %s× | %s× |\n' "$name" "$(ratio rate "$p")" "$(ratio cpu "$p")" "$(ratio mem "$p")"
+	printf '| Elit / %s | %s | %s | %s | %s | | %s / %s |\n' "$name" "$(ratio rate "$p")" "$(ratio acc "$p")" \
+		"$(ratio cpu "$p")" "$(ratio mem "$p")" "$(ratio p50 "$p")" "$(ratio p99 "$p")"
 done
 echo
-printf 'Check: %s rounds of %s messages of %s bytes over %s connections; the sink got' "$rounds" "$n" "$size" "$sessions"
+printf 'Check: %s rounds of %s messages of %s bytes over %s sessions, %s per connection; the sink got' \
+	"$rounds" "$n" "$size" "$sessions" "$per"
 for s in "${servers[@]}"; do
 	printf ' %s %s,' "$s" "$(col "$s" 4 | tr '\n' '/' | sed 's,/$,,')"
 done | sed 's/,$/./'

@@ -116,13 +116,24 @@ echo "## Relay: Elit, Postfix, chasquid"
 echo
 echo "The relay end to end through each server (scripts/bench-relay3.sh: a local"
 echo "name forwarded to one outside mailbox, smtp-sink as the destination, timed"
-echo "until the sink has every message; Elit's mail authentication off as the"
-echo "peers'; rounds rotated, medians), 10 connections, a new one per message."
+echo "until the sink has every message; our load generator internal/cmd/loadgen"
+echo "as the client, which times each message from the end of DATA to the 250;"
+echo "Elit's mail authentication off as the peers'; rounds rotated, medians), at"
+echo "1 and 50 concurrent sessions, a new connection per message or 100 messages"
+echo "per connection, 1 and 100 KiB. Each server keeps its default durability:"
+echo "Elit and Postfix sync a message before its 250, chasquid does not."
 for size in 1024 102400; do
-	echo
-	echo "$((size / 1024)) KiB, ${RELAY3_MESSAGES:-1000} messages:"
-	echo
-	scripts/bench-relay3.sh "$size" "${RELAY3_MESSAGES:-1000}" 10
+	for sessions in 1 50; do
+		for per in 1 100; do
+			n=1000
+			[ "$sessions" = 1 ] && n=300
+			[ "$sessions" = 50 ] && [ "$per" = 100 ] && n=5000
+			echo
+			echo "$((size / 1024)) KiB, $sessions session(s), $([ "$per" = 1 ] && echo "a new connection per message" || echo "$per messages per connection"), $n messages:"
+			echo
+			scripts/bench-relay3.sh "$size" "$n" "$sessions" "$per"
+		done
+	done
 done
 
 echo
