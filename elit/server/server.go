@@ -141,6 +141,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := serveHTTP(ctx, cfg, certSource, &status.Server{Version: cfg.Version, Domain: cfg.Domain, Hostname: cfg.Hostname,
 		DBSource: cfg.Database.Source(), Queue: q, Loader: loader, Cert: certSource.Info, Boot: boot,
 		Keys: keys, Records: cfg.DNSRecords, TLSReports: inbox.Summaries, Destinations: dests.List,
+		Control: deliverer.Do, Resolver: cfg.DNS(), ListBounces: bounces.Read,
 		Started: time.Now(), Log: log.With("job", "http")}, log); err != nil {
 		closeAll(ls)
 		return err
