@@ -327,6 +327,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	tx.Accepted()
 	receivedTotal.Inc(ss.mode.String())
+	metrics.Traffic.Add(metrics.Received, 1)
 	ss.log.Info("queued", "id", m.ID, "from", m.From, "recipients", len(m.Recipients), "size", m.Size, "tls", isTLS,
 		"requiretls", m.RequireTLS, "tls_required_no", m.TLSRequiredNo)
 	ss.s.cfg.Deliver(m)

@@ -20,11 +20,14 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"elit.local/elit/certs"
 	"elit.local/elit/deliver"
 	"elit.local/elit/dns"
 	"elit.local/elit/dns/dnstest"
 	"elit.local/elit/lists"
 	"elit.local/elit/mailauth"
+	"elit.local/elit/maillog"
+	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/records"
 	"elit.local/elit/userdb"
@@ -130,12 +133,37 @@ func testServer(t testing.TB, q *queue.Store) *Server {
 		"_submissions._tcp.example.org. 300 IN SRV 0 1 465 mx.example.org.",
 		"_submission._tcp.example.org. 300 IN SRV 0 1 587 mail.example.com.",
 	}})
+	// Two days of traffic, and the mail log of a few messages.
+	clock := time.Now().Add(-(metrics.TrafficHours - 1) * time.Hour)
+	traffic := metrics.NewHourly(func() time.Time { return clock })
+	for h := range metrics.TrafficHours {
+		day := 40 + 30*((h/6)%2) // busier in some hours
+		traffic.Add(metrics.Received, uint64(day+h%5*3))
+		traffic.Add(metrics.Delivered, uint64(day+h%4*2))
+		traffic.Add(metrics.Deferred, uint64(3+h%7))
+		traffic.Add(metrics.Bounced, uint64(h%3))
+		clock = clock.Add(time.Hour)
+	}
+	clock = time.Now()
+	mailLog := maillog.New(100)
+	ml := slog.New(mailLog.Tee(slog.DiscardHandler))
+	for i := range 20 {
+		id := fmt.Sprintf("20261201T0900%02d-00000000000%d", i, i%10)
+		ml.Info("queued", "id", id, "from", "din@example.org", "recipients", 1, "size", 2048)
+		ml.With("id", id, "to", fmt.Sprintf("r%d@example.net", i)).Info("delivered", "host", "mx.example.net", "reply", "250 2.0.0 Ok")
+	}
+	ml.With("id", "20261201T091000-0000000000aa", "to", "x@example.com").Warn("delivery failed", "err", "550 5.1.1 no such user")
 	return &Server{Version: "test", Domain: "example.org", Hostname: "mx.example.org", DBSource: "users.json",
 		Queue: q, Loader: loader, Password: "s3cret", Started: time.Now().Add(-3 * time.Hour),
 		Records: func(keys []mailauth.Key, tlsa string) []records.Record {
 			return records.List(records.Input{Domain: "example.org", Hostname: "mx.example.org", Keys: keys, TLSA: tlsa})
 		},
 		Control: d.Do, Resolver: &dns.Client{Server: zone, Timeout: time.Second}, ListBounces: bounces.Read,
+		Traffic: traffic, MailLog: mailLog,
+		Cert: func() certs.Info {
+			return certs.Info{Source: "acme", Names: []string{"mx.example.org", "mta-sts.example.org"}, Issuer: "CN=R11,O=Let's Encrypt,C=US",
+				NotAfter: time.Now().Add(61 * 24 * time.Hour)}
+		},
 		Log: log}
 }
 
@@ -322,6 +350,22 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	if !containsPrefix(wrong, "_submission._tcp.example.org. SRV 0 1 587 mx.example.org.") {
 		t.Errorf("the DNS check does not mark the submission SRV wrong: wrong %q", wrong)
+	}
+
+	// The mail log, filtered by queue ID.
+	if _, err := loadPage(ctx, srv.URL+"/?log=20261201T091000-0000000000aa#log"); err != nil {
+		t.Fatal(err)
+	}
+	logText, err := chromedp.Run(ctx, chromedp.Text("pre.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logText, "delivery failed id=20261201T091000-0000000000aa") || strings.Contains(logText, "queued") {
+		t.Errorf("the log filtered by queue ID shows:\n%s", logText)
+	}
+	chart, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("#traffic img").naturalWidth`))
+	if err != nil || chart == 0 {
+		t.Errorf("the traffic chart did not load: width %d, %v", chart, err)
 	}
 
 	// An action without the page's token, or with another's, or from

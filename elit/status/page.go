@@ -102,6 +102,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.Users, d.MoreUsers = s.users()
+	d.Traffic = s.traffic(strings.TrimSpace(r.URL.Query().Get("log")))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := pageTemplate.Execute(w, d); err != nil {
 		s.Log.Error("status page", "err", err)

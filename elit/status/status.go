@@ -26,6 +26,8 @@ import (
 	"elit.local/elit/internal/failcount"
 	"elit.local/elit/lists"
 	"elit.local/elit/mailauth"
+	"elit.local/elit/maillog"
+	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/records"
 	"elit.local/elit/tlsrpt"
@@ -64,6 +66,10 @@ type Server struct {
 	// ListBounces returns the bounces counted for list members by list
 	// address and member (lists.Bounces.Read); nil: not shown.
 	ListBounces func() map[string]map[string]*lists.Member
+	// Traffic is the per-hour counts of the chart, MailLog the recent
+	// mail log; nil: not shown.
+	Traffic *metrics.Hourly
+	MailLog *maillog.Ring
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 
@@ -99,6 +105,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
 	mux.Handle("GET /static/", staticFiles())
+	mux.HandleFunc("GET /traffic.svg", s.trafficSVG)
 	mux.HandleFunc("POST /queue", s.queueAction)
 	mux.HandleFunc("POST /dns", s.dnsAgain)
 	mux.HandleFunc("GET /status.json", s.statusJSON)
