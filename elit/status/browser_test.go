@@ -284,6 +284,7 @@ func TestPageInBrowser(t *testing.T) {
 		t.Fatalf("%s is due already (%v): the test cannot see a retry", first, next)
 	}
 	if err := chromedp.Do(ctx,
+		forgetResult,
 		chromedp.Click(fmt.Sprintf(`button[name="do"][value="retry %s"]`, first)),
 		chromedp.WaitVisible("#result"),
 	); err != nil {
@@ -313,6 +314,7 @@ func TestPageInBrowser(t *testing.T) {
 
 	// Drop (the sender told): the message leaves the queue and the page.
 	if err := chromedp.Do(ctx,
+		forgetResult,
 		chromedp.Click(fmt.Sprintf(`button[name="do"][value="drop %s"]`, second)),
 		chromedp.WaitVisible("#result"),
 	); err != nil {
@@ -424,6 +426,10 @@ func TestPageInBrowser(t *testing.T) {
 		screenshot(t, ctx, filepath.Join(dir, "page-empty.png"), true)
 	}
 }
+
+// forgetResult takes the last action's result off the page, so that
+// waiting for #result after a click waits for the page the click loads.
+var forgetResult = chromedp.Evaluate[chromedp.Void](`document.getElementById("result")?.remove()`)
 
 func containsPrefix(list []string, prefix string) bool {
 	for _, s := range list {
