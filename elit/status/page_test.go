@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"elit.local/elit/certs"
 	"elit.local/elit/dns"
 	"elit.local/elit/dns/dnstest"
 	"elit.local/elit/queue"
@@ -264,6 +265,40 @@ func TestCheckRecord(t *testing.T) {
 		got := CheckRecord(context.Background(), res, c.r)
 		if got.State != c.want {
 			t.Errorf("%s %s %s: %s (found %q, %s), want %s", c.r.Name, c.r.Type, c.r.Value, got.State, got.Found, got.Note, c.want)
+		}
+	}
+}
+
+// TestCertificate: the certificate's expiry is red from 14 days before,
+// with ACME's renewal time and its last failure.
+func TestCertificate(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name string
+		info certs.Info
+		want []string
+		not  []string
+	}{
+		{"fine", certs.Info{Source: "acme", Names: []string{"mx.example.org"}, NotAfter: now.Add(40 * 24 * time.Hour), RenewAt: now.Add(10 * 24 * time.Hour)},
+			[]string{"(40d 0h left)", "ACME renews it from 2026-12-11 12:00 UTC"}, []string{"expires within 14 days", "expiring"}},
+		{"soon", certs.Info{Source: "file", NotAfter: now.Add(13 * 24 * time.Hour)},
+			[]string{`<p class="note bad">file:`, "It expires within 14 days", `<b class="bad">expiring</b>`}, nil},
+		{"expired", certs.Info{Source: "acme", NotAfter: now.Add(-time.Hour), ACMEError: "acme: <urn:ietf:params:acme:error:connection>", ACMEErrorTime: now},
+			[]string{"expired 1h 0m ago", "The last ACME order failed", "&lt;urn:ietf:params:acme:error:connection&gt;"}, nil},
+	} {
+		s := plainServer(t)
+		s.Now = func() time.Time { return now }
+		s.Cert = func() certs.Info { return c.info }
+		page := request(s.Handler(), "GET", "/", "127.0.0.1:5000", nil, nil).Body.String()
+		for _, w := range c.want {
+			if !strings.Contains(page, w) {
+				t.Errorf("%s: the page lacks %q", c.name, w)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(page, w) {
+				t.Errorf("%s: the page has %q", c.name, w)
+			}
 		}
 	}
 }
