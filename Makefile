@@ -30,7 +30,7 @@ image:
 test:
 	scripts/deps.sh losetup:mount sfdisk:fdisk swaks:swaks msmtp:msmtp gsasl:gsasl smtp-sink:postfix python3:python3 \
 		perl=Net::SSLeay:libnet-ssleay-perl perl=IO::Socket::SSL:libio-socket-ssl-perl \
-		py=dkim:python3-dkim py=nacl:python3-nacl py=authheaders:python3-authheaders py=dns:python3-dnspython py=spf:python3-spf py=jsonschema:python3-jsonschema unbound:unbound \
+		py=dkim:python3-dkim py=nacl:python3-nacl py=authheaders:python3-authheaders py=dns:python3-dnspython py=spf:python3-spf py=jsonschema:python3-jsonschema unbound:unbound chromium:chromium \
 		$$(scripts/image-deps.sh)
 	$(GO) test -race -shuffle=on -count=1 -timeout 45m ./...
 

@@ -93,6 +93,32 @@ END {
 }' "$raw"
 
 echo
+echo "## The status page"
+echo
+echo "The operator's page (GET /) with 20 000 queued messages (1 to 3 recipients"
+echo "each, retries and errors), loaded in Debian's chromium driven by chromedp"
+echo "over loopback: navigation until the page is ready, the first load and"
+echo "two more. Median of $count runs;"
+echo "\`ELIT_PAGE_BENCH=1 go test ./elit/status -run TestPageInBrowser -count $count\`."
+echo
+scripts/deps.sh chromium:chromium
+ELIT_PAGE_BENCH=1 go test ./elit/status -run '^TestPageInBrowser$' -count "$count" -v >"$raw"
+awk '
+/^PAGELOAD/ {
+	for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "messages") msgs = kv[2]; else if (kv[1] == "first_ms") first[++n] = kv[2]; else later[++m] = kv[2] }
+}
+function median(x, k,   i, j, t) {
+	for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+	return (k % 2) ? x[(k + 1) / 2] : (x[k / 2] + x[k / 2 + 1]) / 2
+}
+END {
+	if (n == 0) { print "no PAGELOAD line: the test failed"; exit 1 }
+	print "| queued messages | first load | next loads |"
+	print "|---:|---:|---:|"
+	printf "| %d | %d ms | %d ms |\n", msgs, median(first, n), median(later, m)
+}' "$raw"
+
+echo
 echo "## SMTP reception"
 echo
 echo "Messages accepted (answered 250 after DATA) per second over loopback, Postfix's"

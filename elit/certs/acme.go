@@ -54,6 +54,20 @@ type acmeIssuer struct {
 	alpn map[string]tls.Certificate // TLS-ALPN-01: host → challenge certificate
 
 	cert atomic.Pointer[tls.Certificate] // the certificate obtained; nil before
+
+	// failure is the last order's error and its time, until an order
+	// succeeds (the status page shows it).
+	failure atomic.Pointer[acmeFailure]
+}
+
+type acmeFailure struct {
+	err string
+	at  time.Time
+}
+
+// failed records a failed order.
+func (a *acmeIssuer) failed(err error) {
+	a.failure.Store(&acmeFailure{err.Error(), a.now()})
 }
 
 const accountKeyName = "acme_account+key"
@@ -203,6 +217,7 @@ func (s *Source) Obtain(ctx context.Context) {
 			if cert, err = a.order(ctx); err == nil {
 				break
 			}
+			a.failed(err)
 			a.log.Error("ACME: no certificate yet; serving the fallback", "hostname", a.host, "err", err, "retry_in", wait)
 			select {
 			case <-ctx.Done():
@@ -229,6 +244,7 @@ func (s *Source) Obtain(ctx context.Context) {
 		}
 		next, err := a.order(ctx)
 		if err != nil {
+			a.failed(err)
 			a.log.Error("ACME: renewal failed; the current certificate stays", "hostname", a.host, "err", err, "expires", cert.Leaf.NotAfter)
 			select {
 			case <-ctx.Done():
@@ -260,14 +276,19 @@ func (a *acmeIssuer) missing(leaf *x509.Certificate) []string {
 // use serves cert from now on.
 func (a *acmeIssuer) use(cert *tls.Certificate, msg string) {
 	a.cert.Store(cert)
+	a.failure.Store(nil)
 	a.log.Info(msg, "hostname", a.host, "issuer", cert.Leaf.Issuer.String(), "expires", cert.Leaf.NotAfter)
 }
 
 // renewWait is how long until leaf is renewed: when a third of its
 // lifetime is left, at most 30 days before it expires.
 func renewWait(leaf *x509.Certificate, now time.Time) time.Duration {
-	before := min(leaf.NotAfter.Sub(leaf.NotBefore)/3, 30*24*time.Hour)
-	return max(0, leaf.NotAfter.Add(-before).Sub(now))
+	return max(0, renewAt(leaf).Sub(now))
+}
+
+// renewAt is when leaf is renewed.
+func renewAt(leaf *x509.Certificate) time.Time {
+	return leaf.NotAfter.Add(-min(leaf.NotAfter.Sub(leaf.NotBefore)/3, 30*24*time.Hour))
 }
 
 // cached returns the certificate of the cache if it is valid, for the

@@ -165,6 +165,11 @@ type Info struct {
 	// TLSA is the data of the TLSA record to publish at
 	// _25._tcp.HOSTNAME ("3 1 1 <hex>", see Source.TLSA).
 	TLSA string `json:"tlsa"`
+	// With ACME: when the certificate is to be renewed, and the last
+	// failed order (its error and time) since the last success.
+	RenewAt       time.Time `json:"renew_at,omitzero"`
+	ACMEError     string    `json:"acme_error,omitempty"`
+	ACMEErrorTime time.Time `json:"acme_error_time,omitzero"`
 }
 
 // Info describes the certificate in use.
@@ -176,8 +181,17 @@ func (s *Source) Info() Info {
 	case s.fromFile:
 		ci.Source = "file"
 	}
-	if leaf, err := x509.ParseCertificate(s.CertDER()); err == nil {
+	leaf, err := x509.ParseCertificate(s.CertDER())
+	if err == nil {
 		ci.Names, ci.Issuer, ci.NotAfter = leaf.DNSNames, leaf.Issuer.String(), leaf.NotAfter
+	}
+	if s.acme != nil {
+		if ci.Source == "acme" && leaf != nil {
+			ci.RenewAt = renewAt(leaf)
+		}
+		if f := s.acme.failure.Load(); f != nil {
+			ci.ACMEError, ci.ACMEErrorTime = f.err, f.at
+		}
 	}
 	return ci
 }

@@ -343,17 +343,20 @@ func (d *Deliverer) record(m *queue.Message, i int, res result, now time.Time) {
 	switch {
 	case res.delivered:
 		deliveriesTotal.Inc("delivered")
+		metrics.Traffic.Add(metrics.Delivered, 1)
 		r.Status = queue.Delivered
 		r.LastError = ""
 		log.Info("delivered", "reply", replyText(res.Result))
 	case res.Permanent:
 		deliveriesTotal.Inc("failed")
+		metrics.Traffic.Add(metrics.Bounced, 1)
 		r.Status = queue.Failed
 		r.LastError = res.summary()
 		r.NextAttempt = time.Time{} // to be reported now
 		log.Warn("delivery failed", "err", r.LastError)
 	default:
 		deliveriesTotal.Inc("deferred")
+		metrics.Traffic.Add(metrics.Deferred, 1)
 		r.LastError = res.summary()
 		r.NextAttempt = now.Add(d.backoff(r.Attempts))
 		log.Info("delivery deferred", "err", r.LastError, "next", r.NextAttempt.Format(time.RFC3339))

@@ -347,6 +347,29 @@ func (c *Client) LookupTXT(ctx context.Context, name string) ([]string, error) {
 	return out, nil
 }
 
+// SRV is a service record's data (RFC 2782).
+type SRV struct {
+	Priority, Weight, Port uint16
+	Target                 string // in lower case without the final dot
+}
+
+// LookupSRV returns the SRV records of name (RFC 2782), such as
+// _submissions._tcp.example.org (RFC 6186 §3.1). It is not part of
+// Resolver: only the status page's DNS check asks.
+func (c *Client) LookupSRV(ctx context.Context, name string) ([]SRV, error) {
+	r, err := c.query(ctx, name, mdns.TypeSRV)
+	if err != nil {
+		return nil, err
+	}
+	var out []SRV
+	for _, rr := range r.Answer {
+		if srv, ok := rr.(*mdns.SRV); ok {
+			out = append(out, SRV{srv.Priority, srv.Weight, srv.Port, strings.TrimSuffix(strings.ToLower(srv.Target), ".")})
+		}
+	}
+	return out, nil
+}
+
 // LookupPTR implements Resolver.
 func (c *Client) LookupPTR(ctx context.Context, ip netip.Addr) ([]string, error) {
 	r, err := c.query(ctx, ReverseName(ip), mdns.TypePTR)

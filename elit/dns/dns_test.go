@@ -48,6 +48,8 @@ func TestClient(t *testing.T) {
 			m.Answer = append(m.Answer,
 				&mdns.CNAME{Hdr: mdns.RR_Header{Name: q.Name, Rrtype: mdns.TypeCNAME, Class: mdns.ClassINET, Ttl: 60}, Target: "mx.example.com."},
 				&mdns.A{Hdr: mdns.RR_Header{Name: "mx.example.com.", Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)})
+		case q.Name == "_submissions._tcp.example.com." && q.Qtype == mdns.TypeSRV:
+			m.Answer = append(m.Answer, &mdns.SRV{Hdr: hdr, Priority: 0, Weight: 1, Port: 465, Target: "MX.example.com."})
 		case q.Name == "broken.example.":
 			m.Rcode = mdns.RcodeServerFailure
 		case q.Name == "refused.example.":
@@ -70,6 +72,9 @@ func TestClient(t *testing.T) {
 	}
 	if mx, err := c.LookupMX(ctx, "null.example"); err != nil || len(mx) != 1 || mx[0].Host != "" {
 		t.Errorf("null MX: %v %v", mx, err)
+	}
+	if srv, err := c.LookupSRV(ctx, "_submissions._tcp.example.com"); err != nil || len(srv) != 1 || srv[0] != (SRV{0, 1, 465, "mx.example.com"}) {
+		t.Errorf("SRV: %v %v", srv, err)
 	}
 	addrs, err := c.LookupAddrs(ctx, "mx.example.com")
 	var got []string

@@ -10,17 +10,12 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"elit.local/elit/internal/failcount"
 )
 
-// clientKey is what the limits count per client: its IPv4 address, or the
-// /64 of its IPv6 address (one host commonly has a whole /64).
-func clientKey(ip netip.Addr) netip.Prefix {
-	if ip.Is6() && !ip.Is4In6() {
-		p, _ := ip.Prefix(64)
-		return p
-	}
-	return netip.PrefixFrom(ip.Unmap(), 32)
-}
+// clientKey is what the limits count per client (failcount.Key).
+func clientKey(ip netip.Addr) netip.Prefix { return failcount.Key(ip) }
 
 // connLimiter counts open connections, in all and per client.
 type connLimiter struct {
@@ -72,7 +67,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		key := clientKey(ip)
 		refuse := ""
 		switch {
-		case l.s.errors.count(key) >= l.s.cfg.MaxClientErrors:
+		case l.s.errors.Count(key) >= l.s.cfg.MaxClientErrors:
 			refuse = "too many errors from your address"
 		case !l.s.conns.acquire(key):
 			refuse = "too many connections"
@@ -136,76 +131,6 @@ func remoteIP(c net.Conn) netip.Addr {
 		return ap.Addr().Unmap()
 	}
 	return netip.Addr{}
-}
-
-// failureCounter counts failures (failed logins, error replies) per client
-// over a sliding window. It keeps at most maxPerKey times per client
-// (enough to know a limit is reached) and forgets clients beyond maxKeys,
-// so that a sweep over many addresses cannot take all the memory.
-type failureCounter struct {
-	window time.Duration
-	now    func() time.Time
-	mu     sync.Mutex
-	byIP   map[netip.Prefix][]time.Time
-}
-
-const (
-	maxPerKey = 1000
-	maxKeys   = 100_000
-)
-
-func newFailureCounter(window time.Duration, now func() time.Time) *failureCounter {
-	return &failureCounter{window: window, now: now, byIP: map[netip.Prefix][]time.Time{}}
-}
-
-// add records a failure and returns the count in the window.
-func (f *failureCounter) add(ip netip.Prefix) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	t := f.prune(ip)
-	if len(t) >= maxPerKey {
-		t = t[1:]
-	}
-	t = append(t, f.now())
-	f.byIP[ip] = t
-	if len(f.byIP) > maxKeys/2 {
-		for k := range f.byIP {
-			if f.prune(k) == nil {
-				delete(f.byIP, k)
-			}
-		}
-		for k := range f.byIP { // still too many: forget some at random
-			if len(f.byIP) <= maxKeys {
-				break
-			}
-			if k != ip {
-				delete(f.byIP, k)
-			}
-		}
-	}
-	return len(t)
-}
-
-func (f *failureCounter) count(ip netip.Prefix) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.prune(ip))
-}
-
-func (f *failureCounter) prune(ip netip.Prefix) []time.Time {
-	t := f.byIP[ip]
-	cut := f.now().Add(-f.window)
-	i := 0
-	for i < len(t) && t[i].Before(cut) {
-		i++
-	}
-	t = t[i:]
-	if len(t) == 0 {
-		delete(f.byIP, ip)
-		return nil
-	}
-	f.byIP[ip] = t
-	return t
 }
 
 // refusalLog logs refused connections without flooding: the first of a

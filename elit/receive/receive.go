@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"elit.local/elit/decide"
+	"elit.local/elit/internal/failcount"
 	"elit.local/elit/queue"
 )
 
@@ -156,8 +157,8 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg      Config
 	conns    *connLimiter
-	failures *failureCounter // failed logins per client
-	errors   *failureCounter // error replies per client
+	failures *failcount.Counter // failed logins per client
+	errors   *failcount.Counter // error replies per client
 	refused  *refusalLog
 }
 
@@ -170,8 +171,8 @@ func New(cfg Config) (*Server, error) {
 	return &Server{
 		cfg:      cfg,
 		conns:    newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
-		failures: newFailureCounter(cfg.AuthFailWindow, cfg.Now),
-		errors:   newFailureCounter(cfg.ClientErrorWindow, cfg.Now),
+		failures: failcount.New(cfg.AuthFailWindow, cfg.Now),
+		errors:   failcount.New(cfg.ClientErrorWindow, cfg.Now),
 		refused:  newRefusalLog(cfg.Log, time.Minute),
 	}, nil
 }
@@ -231,7 +232,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener, mode Mode) error {
 // the connection once the client is over its budget.
 func (s *Server) onError(c *smtp.Conn) bool {
 	ip := remoteIP(c.Conn())
-	n := s.errors.add(clientKey(ip))
+	n := s.errors.Add(clientKey(ip))
 	switch {
 	case n == s.cfg.MaxClientErrors:
 		s.cfg.Log.Warn("closing: too many errors from this client", "client", ip, "errors", n, "window", s.cfg.ClientErrorWindow)

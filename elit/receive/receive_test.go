@@ -96,25 +96,6 @@ func TestReceivedHeader(t *testing.T) {
 	}
 }
 
-func TestFailureCounter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	f := newFailureCounter(time.Minute, func() time.Time { return now })
-	ip := clientKey(netip.MustParseAddr("192.0.2.1"))
-	f.add(ip)
-	now = now.Add(30 * time.Second)
-	if n := f.add(ip); n != 2 {
-		t.Errorf("count %d", n)
-	}
-	now = now.Add(45 * time.Second)
-	if n := f.count(ip); n != 1 {
-		t.Errorf("after the window: %d", n)
-	}
-	now = now.Add(time.Hour)
-	if n := f.count(ip); n != 0 || len(f.byIP) != 0 {
-		t.Errorf("not forgotten: %d %v", n, f.byIP)
-	}
-}
-
 // testDB has the users din (password demo) and team (a list).
 func testDB(t testing.TB) *userdb.DB {
 	t.Helper()

@@ -88,7 +88,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 	if ss.mode == MX || ss.s.cfg.Auth == nil {
 		return nil, smtp.ErrAuthUnsupported
 	}
-	if n := ss.s.failures.count(clientKey(ss.ip)); n >= ss.s.cfg.MaxAuthFailIP {
+	if n := ss.s.failures.Count(clientKey(ss.ip)); n >= ss.s.cfg.MaxAuthFailIP {
 		ss.log.Warn("authentication refused: too many failures from this address", "failures", n)
 		return nil, smtpErr(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications from your address, try again later")
 	}
@@ -122,7 +122,7 @@ func (g *guardedAuth) Next(response []byte) ([]byte, bool, error) {
 	ss := g.ss
 	ss.authFailures++
 	authFailuresTotal.Inc()
-	ipFailures := ss.s.failures.add(clientKey(ss.ip))
+	ipFailures := ss.s.failures.Add(clientKey(ss.ip))
 	// The reason and the login name are logged; never the response.
 	ss.log.Warn("authentication failed", "err", err, "failures", ss.authFailures, "address_failures", ipFailures)
 	if d := ss.s.cfg.AuthFailureDelay; d > 0 {
@@ -327,6 +327,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	tx.Accepted()
 	receivedTotal.Inc(ss.mode.String())
+	metrics.Traffic.Add(metrics.Received, 1)
 	ss.log.Info("queued", "id", m.ID, "from", m.From, "recipients", len(m.Recipients), "size", m.Size, "tls", isTLS,
 		"requiretls", m.RequireTLS, "tls_required_no", m.TLSRequiredNo)
 	ss.s.cfg.Deliver(m)

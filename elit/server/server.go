@@ -25,6 +25,8 @@ import (
 	"elit.local/elit/deliver"
 	"elit.local/elit/lists"
 	"elit.local/elit/mailauth"
+	"elit.local/elit/maillog"
+	"elit.local/elit/metrics"
 	"elit.local/elit/mtasts"
 	"elit.local/elit/queue"
 	"elit.local/elit/receive"
@@ -41,6 +43,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The recent mail log, for the status page.
+	mailLog := maillog.New(maillog.Keep)
+	log = slog.New(mailLog.Tee(log.Handler()))
 	// Queue timestamps, retry times, certificate validity and Date headers
 	// all need the time; a Raspberry Pi has no clock until NTP answers.
 	if err := waitForClock(ctx, log, time.Now, time.Sleep); err != nil {
@@ -141,6 +146,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := serveHTTP(ctx, cfg, certSource, &status.Server{Version: cfg.Version, Domain: cfg.Domain, Hostname: cfg.Hostname,
 		DBSource: cfg.Database.Source(), Queue: q, Loader: loader, Cert: certSource.Info, Boot: boot,
 		Keys: keys, Records: cfg.DNSRecords, TLSReports: inbox.Summaries, Destinations: dests.List,
+		Control: deliverer.Do, Resolver: cfg.DNS(), ListBounces: bounces.Read,
+		Traffic: metrics.Traffic, MailLog: mailLog,
 		Started: time.Now(), Log: log.With("job", "http")}, log); err != nil {
 		closeAll(ls)
 		return err

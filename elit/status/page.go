@@ -1,49 +1,155 @@
 package status
 
 import (
+	"embed"
 	"errors"
 	"fmt"
 	"html/template"
 	"io"
 	"net/http"
+	"strings"
+	"time"
 
+	"elit.local/elit/lists"
 	"elit.local/elit/userdb"
 )
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Elit {{.Hostname}}</title></head>
-<body>
-<h1>Elit on {{.Hostname}}</h1>
-<p>Version {{.Version}}, mail domain {{.Domain}}, running since {{.Started.Format "2006-01-02 15:04:05 MST"}}.</p>
-<h2>Queue</h2>
-<p>{{.Queue.Messages}} messages: {{.Queue.Pending}} recipients pending, {{.Queue.Held}} held{{if not .Queue.Oldest.IsZero}}; oldest received {{.Queue.Oldest.Format "2006-01-02 15:04:05 MST"}}{{end}}.{{with .Queue.Error}} Error: {{.}}{{end}}</p>
-<h2>User database</h2>
-<p>{{.Database.Addresses}} addresses from {{.Database.Source}}{{if .Database.FromCache}} (the cached copy){{end}}, loaded {{.Database.Loaded.Format "2006-01-02 15:04:05 MST"}}; last checked {{.Database.LastTry.Format "2006-01-02 15:04:05 MST"}}.</p>
-{{with .Database.Error}}<p><strong>The last load failed:</strong> {{.}}</p>{{end}}
-<h2>TLS certificate</h2>
-<p>{{.Cert.Source}}: {{range .Cert.Names}}{{.}} {{end}}issued by {{.Cert.Issuer}}, valid until {{.Cert.NotAfter.Format "2006-01-02 15:04 MST"}}.</p>
-<h2>DKIM keys</h2>
-{{if .DKIM}}<table>{{range .DKIM}}<tr><td>{{.Domain}}</td><td>{{.Selector}}</td><td>{{.Algorithm}}</td><td>made {{.Created.Format "2006-01-02"}}</td></tr>
-{{end}}</table>{{else}}<p>None yet: a key is made at the first start.</p>{{end}}
-<h2>TLS reports received</h2>
-{{if .TLSReports}}<table><tr><th>received</th><th>from</th><th>domains</th><th>period</th><th>sessions ok</th><th>failed</th></tr>
-{{range .TLSReports}}<tr><td>{{.Received.Format "2006-01-02 15:04"}}</td><td>{{.Organization}}</td><td>{{range .Domains}}{{.}} {{end}}</td><td>{{.Start.Format "2006-01-02"}} to {{.End.Format "2006-01-02"}}</td><td>{{.Successful}}</td><td>{{.Failed}}{{range $k, $v := .Failures}} {{$k}}: {{$v}}{{end}}</td></tr>
-{{end}}</table>{{else}}<p>None (they come to the address of our TLSRPT record).</p>{{end}}
-<h2>Destinations</h2>
-{{if .Destinations}}<table><tr><th>domain</th><th>last server</th><th>STARTTLS</th><th>REQUIRETLS</th><th>downgrades</th><th>updated</th></tr>
-{{range .Destinations}}<tr><td>{{.Domain}}</td><td>{{.Host}}</td><td>{{if .STARTTLS}}yes{{else}}no{{end}}</td><td>{{if .REQUIRETLS}}yes{{else}}no{{end}}</td><td>{{.Downgrades}}</td><td>{{.Updated.Format "2006-01-02 15:04"}}</td></tr>
-{{end}}</table>{{else}}<p>No delivery yet.</p>{{end}}
-<h2>DNS records to publish</h2>
-<pre>{{range .DNSRecord}}{{.}}
-{{end}}</pre>
-</body></html>
-`))
+//go:embed page.html
+var pageHTML string
+
+//go:embed static
+var static embed.FS
+
+var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
+	"date": func(t time.Time) string { return t.Format("2006-01-02 15:04 MST") },
+	"join": strings.Join,
+	"add": func(n ...int) int {
+		sum := 0
+		for _, x := range n {
+			sum += x
+		}
+		return sum
+	},
+}).Parse(pageHTML))
+
+// certWarning is how long before its expiry the page warns of the TLS
+// certificate.
+const certWarning = 14 * 24 * time.Hour
+
+// maxUsers bounds the users the page lists.
+const maxUsers = 500
+
+// pageData is what the page shows.
+type pageData struct {
+	Status
+	Now   time.Time
+	CSRF  string
+	Table QueueTable
+	// DNS is the check of the records to publish; DNSBad counts those
+	// not right.
+	DNS    []DNSCheck
+	DNSBad int
+	// CertLeft is how long the certificate stays valid; CertWarn is set
+	// from certWarning before its expiry.
+	CertLeft  string
+	CertWarn  bool
+	Users     []UserRow
+	MoreUsers int
+	// Traffic is the chart and the mail log; nil: not shown.
+	Traffic *trafficView
+}
+
+// UserRow is one user or list of the database: never a secret, only
+// which login mechanisms its secrets allow.
+type UserRow struct {
+	Name, Address string
+	Mailboxes     []MailboxRow
+	Mechanisms    []string
+}
+
+// MailboxRow is where a user's mail goes and, for a list's member, the
+// bounces counted for it.
+type MailboxRow struct {
+	Address string
+	Bounces int
+	Last    string // the last bounce's reason
+}
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	msgs, err := s.Queue.List()
+	d := pageData{Status: s.status(msgs, err), Now: now}
+	user, _, _ := r.BasicAuth()
+	d.CSRF = s.csrfToken(user)
+	d.Table = s.queueTable(msgs, parseQueueView(r.URL.Query()), now)
+	d.Table.Result = actionResult(r.URL.Query())
+	if err != nil {
+		d.Table.Error = err.Error()
+	}
+	if s.Records != nil {
+		d.DNS = s.checkDNS(r.Context(), s.Records(s.domainKeys(), d.Cert.TLSA))
+		for _, c := range d.DNS {
+			if c.State != Right {
+				d.DNSBad++
+			}
+		}
+	}
+	if !d.Cert.NotAfter.IsZero() {
+		left := d.Cert.NotAfter.Sub(now)
+		d.CertLeft, d.CertWarn = age(left), left < certWarning
+		if left <= 0 {
+			d.CertLeft = "expired " + age(-left) + " ago"
+		}
+	}
+	d.Users, d.MoreUsers = s.users()
+	d.Traffic = s.traffic(strings.TrimSpace(r.URL.Query().Get("log")))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pageTemplate.Execute(w, s.Status()); err != nil {
+	if err := pageTemplate.Execute(w, d); err != nil {
 		s.Log.Error("status page", "err", err)
 	}
+}
+
+// users lists the users and lists of the database in use (at most
+// maxUsers), and how many more there are.
+func (s *Server) users() ([]UserRow, int) {
+	db := s.Loader.DB()
+	if db == nil {
+		return nil, 0
+	}
+	var bounces map[string]map[string]*lists.Member
+	if s.ListBounces != nil {
+		bounces = s.ListBounces()
+	}
+	all := db.Users()
+	var rows []UserRow
+	for _, u := range all[:min(len(all), maxUsers)] {
+		row := UserRow{Name: u.Name, Address: u.Address, Mechanisms: u.Mechanisms()}
+		members := bounces[strings.ToLower(u.Address)] // lists key by the list's address
+		for _, mb := range u.Mailboxes {
+			m := MailboxRow{Address: mb}
+			if b := members[strings.ToLower(mb)]; b != nil {
+				m.Bounces, m.Last = b.Bounces, b.LastReason
+			}
+			row.Mailboxes = append(row.Mailboxes, m)
+		}
+		rows = append(rows, row)
+	}
+	return rows, len(all) - len(rows)
+}
+
+// staticFiles serves the page's style sheet and script from the binary.
+func staticFiles() http.Handler {
+	return http.FileServerFS(static)
+}
+
+// dnsAgain forgets the DNS check, so that the page asks DNS again.
+func (s *Server) dnsAgain(w http.ResponseWriter, r *http.Request) {
+	if !s.checkCSRF(r) {
+		http.Error(w, "refused: the form's token is missing or stale; reload the page", http.StatusForbidden)
+		return
+	}
+	s.forgetDNS()
+	http.Redirect(w, r, "/#dns", http.StatusSeeOther)
 }
 
 // maxDBPush bounds a pushed database (the OneFFS partition is 16 MiB).

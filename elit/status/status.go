@@ -9,21 +9,25 @@
 package status
 
 import (
-	"crypto/subtle"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"elit.local/elit/certs"
 	"elit.local/elit/deliver"
+	"elit.local/elit/internal/failcount"
+	"elit.local/elit/lists"
 	"elit.local/elit/mailauth"
+	"elit.local/elit/maillog"
+	"elit.local/elit/metrics"
 	"elit.local/elit/queue"
 	"elit.local/elit/records"
 	"elit.local/elit/tlsrpt"
@@ -51,6 +55,35 @@ type Server struct {
 	PlainDBPush bool
 	Started     time.Time
 	Log         *slog.Logger
+
+	// Control carries out an operator command on a queued message: the
+	// code elit queue reaches through the control socket
+	// (deliver.Deliverer.Do); nil: the page has no queue actions.
+	Control func(ctx context.Context, cmd, id string) (string, error)
+	// Resolver answers the DNS check of the records to publish; nil: no
+	// check.
+	Resolver Resolver
+	// ListBounces returns the bounces counted for list members by list
+	// address and member (lists.Bounces.Read); nil: not shown.
+	ListBounces func() map[string]map[string]*lists.Member
+	// Traffic is the per-hour counts of the chart, MailLog the recent
+	// mail log; nil: not shown.
+	Traffic *metrics.Hourly
+	MailLog *maillog.Ring
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+
+	once    sync.Once
+	csrfKey []byte
+	logins  *failcount.Counter // failed logins, per client and in all
+	dns     dnsCache
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // ReadPassword returns the first password found in files (trimmed).
@@ -64,15 +97,21 @@ func ReadPassword(files []string) (string, error) {
 	return "", fmt.Errorf("no password in %s", strings.Join(files, " or "))
 }
 
-// Handler is the status page, status.json, PUT /db and POST /sync,
-// behind the guard.
+// Handler is the status page (its style sheet and script under
+// /static/, its actions POST /queue and POST /dns), status.json, PUT /db
+// and POST /sync, behind the guard.
 func (s *Server) Handler() http.Handler {
+	s.setup()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.page)
+	mux.Handle("GET /static/", staticFiles())
+	mux.HandleFunc("GET /traffic.svg", s.trafficSVG)
+	mux.HandleFunc("POST /queue", s.queueAction)
+	mux.HandleFunc("POST /dns", s.dnsAgain)
 	mux.HandleFunc("GET /status.json", s.statusJSON)
 	mux.HandleFunc("PUT /db", s.putDB)
 	mux.HandleFunc("POST /sync", s.sync)
-	return s.guard(mux)
+	return securityHeaders(s.guard(mux))
 }
 
 // Sync flushes the file systems and block devices (nil: syscall.Sync).
@@ -86,26 +125,6 @@ var Sync = syscall.Sync
 func (s *Server) sync(w http.ResponseWriter, r *http.Request) {
 	Sync()
 	io.WriteString(w, "synced\n")
-}
-
-// guard lets through private-network clients with the right password.
-func (s *Server) guard(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		ip := ap.Addr().Unmap()
-		if err != nil || !(ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast()) {
-			http.Error(w, "only from a private network", http.StatusForbidden)
-			return
-		}
-		user, pw, ok := r.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(user), []byte("gokrazy"))&
-			subtle.ConstantTimeCompare([]byte(pw), []byte(s.Password)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="elit"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // Status is what the page and status.json show.
@@ -162,8 +181,14 @@ type DBStatus struct {
 
 // Status is the state shown now.
 func (s *Server) Status() Status {
-	st := Status{Version: s.Version, Domain: s.Domain, Hostname: s.Hostname, Started: s.Started}
 	msgs, err := s.Queue.List()
+	return s.status(msgs, err)
+}
+
+// status is the state shown now with the queue listed (and err, why some
+// of its messages could not be read).
+func (s *Server) status(msgs []*queue.Message, err error) Status {
+	st := Status{Version: s.Version, Domain: s.Domain, Hostname: s.Hostname, Started: s.Started}
 	if err != nil {
 		st.Queue.Error = err.Error()
 	}
@@ -189,9 +214,8 @@ func (s *Server) Status() Status {
 	if info.Err != nil {
 		st.Database.Error = info.Err.Error()
 	}
-	var keys []mailauth.Key
+	keys := s.domainKeys()
 	if s.Keys != nil {
-		keys = s.Keys.For(s.Domain)
 		for _, k := range s.Keys.All() {
 			st.DKIM = append(st.DKIM, DKIMKey{k.Domain, k.Selector, k.Algorithm, k.RecordName(), k.Record, k.Created})
 		}
@@ -214,6 +238,14 @@ func (s *Server) Status() Status {
 	}
 	st.Boot = s.Boot
 	return st
+}
+
+// domainKeys are the DKIM keys of our domain.
+func (s *Server) domainKeys() []mailauth.Key {
+	if s.Keys == nil {
+		return nil
+	}
+	return s.Keys.For(s.Domain)
 }
 
 func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {

@@ -484,6 +484,26 @@ func (db *DB) mechanisms() []string {
 	return m
 }
 
+// Mechanisms returns the SASL mechanisms u's secrets allow, the strongest
+// first, as DB.Mechanisms names them; none when u cannot log in. It says
+// which, never what the secrets are (the status page shows it).
+func (u *User) Mechanisms() []string {
+	var m []string
+	if u.scram["SCRAM-SHA-256"] != nil {
+		m = append(m, "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+	}
+	if u.scram["SCRAM-SHA-1"] != nil {
+		m = append(m, "SCRAM-SHA-1")
+	}
+	if u.cram != nil {
+		m = append(m, "CRAM-MD5")
+	}
+	if u.password != nil {
+		m = append(m, "PLAIN", "LOGIN")
+	}
+	return m
+}
+
 // CanSendAs reports whether u may use address as its envelope or header
 // sender: its own address, or an address of the database that forwards to
 // u (a list u is a member of: its mailboxes include u's address or one of
