@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,5 +410,24 @@ func TestStepFields(t *testing.T) {
 	m, _ := q.Get(id)
 	if m.Size != int64(len(b)) {
 		t.Errorf("size %d, have %d bytes", m.Size, len(b))
+	}
+}
+
+// TestQueueFailure: a full disk is 452 4.3.1, any other failure of the
+// queue 451 4.3.0.
+func TestQueueFailure(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("queue x: %w", &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}), "452 4.3.1"},
+		{fmt.Errorf("queue x: %w", syscall.EDQUOT), "452 4.3.1"},
+		{fmt.Errorf("queue x: %w", syscall.EIO), "451 4.3.0"},
+		{errors.New("other"), "451 4.3.0"},
+	} {
+		r := queueFailure(c.err)
+		if got := fmt.Sprintf("%d %d.%d.%d", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2]); got != c.want {
+			t.Errorf("%v: %s, want %s", c.err, got, c.want)
+		}
 	}
 }

@@ -1457,7 +1457,27 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	return c.text.ReadLine()
+	line, err := c.text.ReadLine()
+	// Elit: a line cut at the limit is not a command (upstream ran its
+	// first MaxLineLength bytes as one). The cut comes at the end of what
+	// was read, so nothing is buffered after it.
+	if err == nil && c.lineLimitReader.tooLong() && c.text.R.Buffered() == 0 {
+		return "", ErrTooLongLine
+	}
+	return line, err
+}
+
+// lingerClose ends the connection while the client may still be sending
+// (Elit): our side is closed first, and what comes is read and dropped
+// for a while, so that the client reads our last replies; closing at once
+// with data unread sends a reset, which may destroy them before the
+// client has read them.
+func (c *Conn) lingerClose() {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.CopyN(io.Discard, c.conn, 4<<20)
+	}
+	c.Close()
 }
 
 func (c *Conn) reset() {
