@@ -431,3 +431,16 @@ func TestQueueFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowLine: a line that has not ended at the read timeout is not run
+// (go-smtp ran what had come): the client gets 421 4.4.2 and nothing else.
+func TestSlowLine(t *testing.T) {
+	addr, _ := testServer(t, MX, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
+	c := dial(t, addr)
+	c.cmd("", "220")
+	io.WriteString(c.c, "EHLO")
+	c.cmd("", "421 4.4.2")
+	if rest, _ := io.ReadAll(c.r); len(rest) > 0 {
+		t.Errorf("after 421: %q", rest)
+	}
+}

@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -1457,21 +1459,27 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	line, err := c.text.ReadLine()
-	// Elit: a line cut at the limit is not a command (upstream ran its
-	// first MaxLineLength bytes as one). The cut comes at the end of what
-	// was read, so nothing is buffered after it.
-	if err == nil && c.lineLimitReader.tooLong() && c.text.R.Buffered() == 0 {
-		return "", ErrTooLongLine
+	// Elit: a line is what ends with LF. One cut by an error (the read
+	// timeout, the line limit, the end of the connection) is not a
+	// command: upstream (textproto's ReadLine) ran what had come, such as
+	// the first bytes of a slow client's line at its timeout, or the
+	// first MaxLineLength bytes of a longer one.
+	var line []byte
+	for {
+		chunk, err := c.text.R.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		break
 	}
-	return line, err
+	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	return string(line), nil
 }
 
-// lingerClose ends the connection while the client may still be sending
-// (Elit): our side is closed first, and what comes is read and dropped
-// for a while, so that the client reads our last replies; closing at once
-// with data unread sends a reset, which may destroy them before the
-// client has read them.
 func (c *Conn) lingerClose() {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))

@@ -13,8 +13,7 @@ var ErrTooLongLine = errors.New("smtp: too long a line in input stream")
 // If line length exceeds the limit - Read returns ErrTooLongLine.
 // Elit: the bytes before the limit is crossed are returned, and the next
 // Read fails (upstream dropped the whole read, pipelined commands before
-// the long line included); tooLong tells the reader of lines that the
-// line it got was cut at the limit.
+// the long line included).
 type lineLimitReader struct {
 	R         io.Reader
 	LineLimit int
