@@ -45,13 +45,16 @@ type soakPlan struct {
 	fault    time.Duration // how long the destination is down, the disk full
 	flood    int           // connections opened and dropped
 	samples  int           // resource samples during the load phase
+	// fsSize is the size of the state's file system: the queue grows
+	// under the long load, delivery being slower than reception here.
+	fsSize string
 }
 
 func soakSettings() soakPlan {
 	if os.Getenv("ELIT_SOAK") == "long" {
-		return soakPlan{load: 10 * time.Minute, sessions: 50, kills: 50, fault: 30 * time.Second, flood: 10000, samples: 20}
+		return soakPlan{load: 10 * time.Minute, sessions: 50, kills: 50, fault: 30 * time.Second, flood: 10000, samples: 20, fsSize: "1g"}
 	}
-	return soakPlan{load: 20 * time.Second, sessions: 10, kills: 5, fault: 3 * time.Second, flood: 1000, samples: 5}
+	return soakPlan{load: 20 * time.Second, sessions: 10, kills: 5, fault: 3 * time.Second, flood: 1000, samples: 5, fsSize: "64m"}
 }
 
 func TestSoak(t *testing.T) {
@@ -65,11 +68,13 @@ func TestSoak(t *testing.T) {
 	if os.Geteuid() == 0 {
 		fsDir = filepath.Join(dir, "fs")
 		os.Mkdir(fsDir, 0o700)
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", fsDir).CombinedOutput(); err != nil {
-			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+plan.fsSize+",mode=0700", "tmpfs", fsDir).CombinedOutput(); err != nil {
+			t.Logf("no small file system (mount tmpfs: %v: %s): the disk-full phase is skipped", err, out)
+			fsDir = ""
+		} else {
+			t.Cleanup(func() { exec.Command("umount", "-l", fsDir).Run() })
+			state = filepath.Join(fsDir, "state")
 		}
-		t.Cleanup(func() { exec.Command("umount", "-l", fsDir).Run() })
-		state = filepath.Join(fsDir, "state")
 	} else {
 		t.Log("not root: no small file system, the disk-full phase is skipped")
 	}
@@ -92,7 +97,7 @@ func TestSoak(t *testing.T) {
 	}
 	sinks := []*sink{sk}
 	ld := &soakLoad{addr: mx}
-	report := &soakReport{}
+	report := &soakReport{t: t, start: time.Now()}
 	defer func() { t.Log("\n" + report.String()) }()
 
 	// Warm up, then the resources at rest.
@@ -142,6 +147,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// SIGKILLs at random moments under load.
+	s.resetLog()
 	ld.start(plan.sessions, "kill")
 	for range plan.kills {
 		time.Sleep(time.Duration(300+rand.IntN(1200)) * time.Millisecond)
@@ -189,6 +195,7 @@ func TestSoak(t *testing.T) {
 	// The user database corrupted, emptied, then good again, while the
 	// load goes on: its users stay.
 	ld.setPhase("database")
+	s.resetLog()
 	good, _ := os.ReadFile(img)
 	loads := func() int {
 		l := s.logText()
@@ -301,11 +308,18 @@ func (s *proc) resetLog() {
 	s.log.Reset()
 }
 
-// soakReport is the figures, printed at the end.
-type soakReport struct{ lines []string }
+// soakReport is the figures, printed at the end, each line with the
+// time since the start.
+type soakReport struct {
+	t     *testing.T
+	start time.Time
+	lines []string
+}
 
 func (r *soakReport) add(format string, args ...any) {
-	r.lines = append(r.lines, fmt.Sprintf(format, args...))
+	line := fmt.Sprintf("%6.1fs  ", time.Since(r.start).Seconds()) + fmt.Sprintf(format, args...)
+	r.t.Log(line) // as it goes, for a long run
+	r.lines = append(r.lines, line)
 }
 
 func (r *soakReport) String() string { return strings.Join(r.lines, "\n") }
@@ -371,7 +385,7 @@ func settle(t *testing.T, s *proc, metricsAddr string, base *resources) resource
 	for i := range 60 {
 		time.Sleep(time.Second)
 		r = sample(t, s, metricsAddr)
-		if base == nil && i >= 6 || base != nil && r.gorou <= base.gorou && r.fds <= base.fds {
+		if base == nil && i >= 2 || base != nil && r.gorou <= base.gorou && r.fds <= base.fds {
 			break
 		}
 	}
