@@ -385,7 +385,7 @@ func settle(t *testing.T, s *proc, metricsAddr string, base *resources) resource
 	for i := range 60 {
 		time.Sleep(time.Second)
 		r = sample(t, s, metricsAddr)
-		if base == nil && i >= 2 || base != nil && r.gorou <= base.gorou && r.fds <= base.fds {
+		if base == nil && i >= 6 || base != nil && r.gorou <= base.gorou && r.fds <= base.fds {
 			break
 		}
 	}
