@@ -264,6 +264,14 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 		// Lazily: a crash may lose a result, and then the recipient is
 		// tried again (queue: the bound on duplicates).
 		if err := d.cfg.Queue.UpdateLazily(m); err != nil {
+			// A full disk refuses the record but not a removal: a
+			// message with nothing left to do goes rather than be sent
+			// again at every retry until the disk has room.
+			if m.Done() && d.cfg.Queue.RemoveLazily(m.ID) == nil {
+				log.Warn("recording delivery results failed; the message was done and is removed", "err", err)
+				d.forget(m.ID)
+				return
+			}
 			log.Error("recording delivery results", "err", err)
 			d.reschedule(m.ID, now.Add(d.cfg.FirstRetry))
 			return

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 )
 
@@ -30,5 +31,17 @@ func TestExposition(t *testing.T) {
 	}
 	if ct := rec.Header().Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
 		t.Errorf("content type %q", ct)
+	}
+}
+
+// TestRuntimeGauges: the default registry has the goroutines and the
+// live heap.
+func TestRuntimeGauges(t *testing.T) {
+	var b bytes.Buffer
+	Default.Write(&b)
+	for _, re := range []string{`(?m)^go_goroutines [1-9][0-9]*$`, `(?m)^go_gc_heap_live_bytes [0-9.e+]+$`} {
+		if !regexp.MustCompile(re).Match(b.Bytes()) {
+			t.Errorf("no %s in\n%s", re, b.String())
+		}
 	}
 }

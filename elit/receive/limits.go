@@ -2,6 +2,7 @@ package receive
 
 import (
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -105,6 +106,14 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 		c.Close()
 	}
 	return n, err
+}
+
+// CloseWrite closes the sending side, for go-smtp's lingering close.
+func (c *trackedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 func (c *trackedConn) Close() error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -389,5 +391,37 @@ func TestStepFields(t *testing.T) {
 	m, _ := q.Get(id)
 	if m.Size != int64(len(b)) {
 		t.Errorf("size %d, have %d bytes", m.Size, len(b))
+	}
+}
+
+// TestQueueFailure: a full disk is 452 4.3.1, any other failure of the
+// queue 451 4.3.0.
+func TestQueueFailure(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("queue x: %w", &os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}), "452 4.3.1"},
+		{fmt.Errorf("queue x: %w", syscall.EDQUOT), "452 4.3.1"},
+		{fmt.Errorf("queue x: %w", syscall.EIO), "451 4.3.0"},
+		{errors.New("other"), "451 4.3.0"},
+	} {
+		r := queueFailure(c.err)
+		if got := fmt.Sprintf("%d %d.%d.%d", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2]); got != c.want {
+			t.Errorf("%v: %s, want %s", c.err, got, c.want)
+		}
+	}
+}
+
+// TestSlowLine: a line that has not ended at the read timeout is not run
+// (go-smtp ran what had come): the client gets 421 4.4.2 and nothing else.
+func TestSlowLine(t *testing.T) {
+	addr, _ := testServer(t, MX, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
+	c := dial(t, addr)
+	c.cmd("", "220")
+	io.WriteString(c.c, "EHLO")
+	c.cmd("", "421 4.4.2")
+	if rest, _ := io.ReadAll(c.r); len(rest) > 0 {
+		t.Errorf("after 421: %q", rest)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -34,7 +35,18 @@ var (
 var (
 	errAuthRequired = smtpErr(530, smtp.EnhancedCode{5, 7, 0}, "Authentication required")
 	errTempQueue    = smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Cannot queue the message now, try again later")
+	errQueueFull    = smtpErr(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 )
+
+// queueFailure is the reply to a message the queue could not take: 452
+// 4.3.1 when the disk is full (RFC 5321 section 4.2.2, RFC 3463: mail
+// system full), 451 4.3.0 otherwise. Either way nothing was acknowledged.
+func queueFailure(err error) *smtp.SMTPError {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return errQueueFull
+	}
+	return errTempQueue
+}
 
 // session is one SMTP session (go-smtp starts a new one after STARTTLS).
 type session struct {
@@ -229,7 +241,7 @@ func (ss *session) Data(r io.Reader) error {
 	in, err := ss.s.cfg.Queue.Begin()
 	if err != nil {
 		ss.log.Error("cannot queue", "err", err)
-		return errTempQueue
+		return queueFailure(err)
 	}
 	defer in.Abort()
 	sc := newScanner()
@@ -244,11 +256,16 @@ func (ss *session) Data(r io.Reader) error {
 			}
 			if _, err := in.Write(buf[:n]); err != nil {
 				ss.log.Error("cannot queue", "err", err)
-				return errTempQueue
+				return queueFailure(err)
 			}
 		}
 		if rerr == io.EOF {
 			break
+		}
+		if errors.Is(rerr, smtp.ErrTooLongLine) {
+			// go-smtp closes the connection after this reply.
+			ss.log.Info("message not received", "err", rerr)
+			return smtpErr(500, smtp.EnhancedCode{5, 5, 2}, "Line too long: at most %d bytes", ss.s.cfg.MaxLineLength)
 		}
 		if rerr != nil {
 			// Too large (an *smtp.SMTPError go-smtp answers as is), or
@@ -269,12 +286,12 @@ func (ss *session) Data(r io.Reader) error {
 		out, err := ss.s.cfg.Queue.Begin()
 		if err != nil {
 			ss.log.Error("cannot queue", "err", err)
-			return errTempQueue
+			return queueFailure(err)
 		}
 		defer out.Abort()
 		if err := copyWithout(out, in, msg.Header, rm); err != nil {
 			ss.log.Error("cannot queue", "err", err)
-			return errTempQueue
+			return queueFailure(err)
 		}
 		ss.log.Info("header fields removed", "fields", len(rm))
 		in.Abort()
@@ -323,7 +340,7 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	if err := ss.s.cfg.Queue.Commit(in, m); err != nil {
 		ss.log.Error("cannot queue", "err", err)
-		return errTempQueue
+		return queueFailure(err)
 	}
 	tx.Accepted()
 	receivedTotal.Inc(ss.mode.String())

@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -1457,7 +1459,33 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	return c.text.ReadLine()
+	// Elit: a line is what ends with LF. One cut by an error (the read
+	// timeout, the line limit, the end of the connection) is not a
+	// command: upstream (textproto's ReadLine) ran what had come, such as
+	// the first bytes of a slow client's line at its timeout, or the
+	// first MaxLineLength bytes of a longer one.
+	var line []byte
+	for {
+		chunk, err := c.text.R.ReadSlice('\n')
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		break
+	}
+	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	return string(line), nil
+}
+
+func (c *Conn) lingerClose() {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.CopyN(io.Discard, c.conn, 4<<20)
+	}
+	c.Close()
 }
 
 func (c *Conn) reset() {
