@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -97,6 +98,22 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		stateEOF              // reached .\r\n end marker line
 	)
 	for n < len(b) && r.state != stateEOF {
+		// Elit: in the middle of a line only a CR can change the
+		// state, so the bytes buffered up to the next CR go out at
+		// once (byte by byte, reading took half of the server's CPU
+		// on 100 KiB messages).
+		if r.state == stateData && r.r.Buffered() > 0 {
+			buf, _ := r.r.Peek(min(r.r.Buffered(), len(b)-n))
+			k := bytes.IndexByte(buf, '\r')
+			if k < 0 {
+				k = len(buf)
+			}
+			if k > 0 {
+				n += copy(b[n:], buf[:k])
+				r.r.Discard(k)
+				continue
+			}
+		}
 		var c byte
 		c, err = r.r.ReadByte()
 		if err != nil {

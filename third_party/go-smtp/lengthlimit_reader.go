@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -37,18 +38,34 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, err
 	}
 
-	for i, chr := range b[:n] {
-		if chr == '\n' {
-			r.curLineLength = 0
+	// Elit: the bytes between line feeds are counted at once, as the
+	// byte-by-byte loop of upstream did: a line feed starts a line and
+	// counts as its first byte; the byte that takes a line past the
+	// limit is not returned.
+	for pos := 0; pos < n; {
+		end := n
+		if i := bytes.IndexByte(b[pos:n], '\n'); i >= 0 {
+			end = pos + i
 		}
-		r.curLineLength++
-
-		if r.curLineLength > r.LineLimit {
-			if i == 0 {
+		if x := pos + r.LineLimit - r.curLineLength; x < end {
+			r.curLineLength = r.LineLimit + 1
+			if x == 0 {
 				return 0, ErrTooLongLine
 			}
-			return i, nil
+			return x, nil
 		}
+		r.curLineLength += end - pos
+		if end == n {
+			break
+		}
+		r.curLineLength = 1 // the line feed
+		if r.curLineLength > r.LineLimit {
+			if end == 0 {
+				return 0, ErrTooLongLine
+			}
+			return end, nil
+		}
+		pos = end + 1
 	}
 
 	return n, err
