@@ -16,13 +16,21 @@
 # every 0.2 s; the highest of the rounds), fsyncs per message (fsync,
 # fdatasync, syncfs, sync and sync_file_range calls counted by strace over
 # every process of the server in one more, untimed run of at most 500
-# messages), and Elit's ratio to each peer; then a check line of the
+# messages), and Elit's ratio to each peer; then a row for smtp-sink
+# alone (the load generator straight to the sink: a server that stores
+# and forwards nothing, the floor of this machine and client), each
+# server's time per message over that floor, and a check line of the
 # messages the sink got from each server.
 #
 #	scripts/bench-relay3.sh SIZE MESSAGES SESSIONS [PER]
 #
 # KEEP=1 keeps the working directory (logs, queues) for a look afterwards;
 # WAITS is how many 20 ms waits for the sink after the load generator (6000).
+# TMPFS=1 puts the working directory (every server's queue) on a tmpfs,
+# where a sync costs next to nothing: what each server does without the
+# disk, to tell its own work from the device's (not a durable setting).
+# PROFILE=FILE: Elit writes its CPU profile of each timed round there
+# (ELIT_CPUPROFILE; the last round's stays).
 #
 # How each relays:
 #   - Elit: -smarthost 127.0.0.2:25, mail checks, ARC and DKIM off (as the
@@ -60,6 +68,7 @@ rounds=${ROUNDS:-3}
 
 ip link set lo up
 W=$(mktemp -d /var/tmp/elit-relay3.XXXXXX)
+[ -n "${TMPFS:-}" ] && mount -t tmpfs -o size=2g tmpfs "$W" # this mount namespace only
 chmod 755 "$W" # Postfix's daemons run as the postfix user
 echo 'nameserver 127.0.0.1' >"$W/resolv.conf"
 mount --bind "$W/resolv.conf" /etc/resolv.conf # this mount namespace only
@@ -70,6 +79,7 @@ cleanup() {
 		[ -d "$d" ] && postfix -c "$d/etc" stop >/dev/null 2>&1 || true
 	done
 	wait 2>/dev/null || true
+	[ -n "${TMPFS:-}" ] && [ -z "${KEEP:-}" ] && umount "$W"
 	[ -n "${KEEP:-}" ] && echo "kept $W" >&2 || rm -rf "$W"
 }
 trap cleanup EXIT
@@ -139,7 +149,7 @@ users='[{"name":"din","mailboxes":["romain@example.com"]}]'
 # 127.0.0.1:2525; sets spid to the pid whose tree is the server.
 start_elit() {
 	echo "$users" >"$1/users.json"
-	bin/elit serve -domain example.org -hostname relay.example.org -db-json "$1/users.json" \
+	ELIT_CPUPROFILE=$prof bin/elit serve -domain example.org -hostname relay.example.org -db-json "$1/users.json" \
 		-state "$1/state" -mx-addr 127.0.0.1:2525 -submission-addr "" -submissions-addr "" -http-addr "" \
 		-max-conns-per-ip 200 -smarthost 127.0.0.2:25 -resolver 127.0.0.1:53 -log-level warn \
 		-mail-checks=false -arc=false -dkim=false >"$1/elit.log" 2>&1 &
@@ -216,17 +226,24 @@ stop_server() { # SERVER DIR PID
 # run of at most 500 messages under strace; appends the fsyncs per
 # message to $W/SERVER.fsyncs.
 run() {
-	local s=$1 d=$W/run-$1-$2 pid sink smp c0 c1 t0 t1 got=0 pss m=$n st="" out acc
+	local s=$1 d=$W/run-$1-$2 pid sink smp c0 c1 t0 t1 got=0 pss m=$n st="" out acc addr=127.0.0.1:2525
 	[ "$2" = strace ] && m=$((n < 500 ? n : 500))
+	prof=""
+	[ "$2" != strace ] && prof=${PROFILE:-}
 	mkdir -p "$d"
 	smtp-sink -u nobody -c -h sink.example.com 127.0.0.2:25 200 >"$d/sink.out" &
 	sink=$!
 	pids+=("$sink")
 	wait_port 25 127.0.0.2
-	"start_$s" "$d"
-	pid=$spid
-	pids+=("$pid")
-	wait_port 2525
+	if [ "$s" = sink ]; then
+		pid=$sink
+		addr=127.0.0.2:25
+	else
+		"start_$s" "$d"
+		pid=$spid
+		pids+=("$pid")
+		wait_port 2525
+	fi
 	sleep 1 # settled
 	if [ "$2" = strace ]; then
 		strace -f -qq -c -o "$d/strace" -e trace=fsync,fdatasync,syncfs,sync,sync_file_range \
@@ -241,7 +258,7 @@ run() {
 	pids+=("$smp")
 	c0=$(cputicks "$pid")
 	t0=$(date +%s.%N)
-	out=$(bin/loadgen -addr 127.0.0.1:2525 -n "$m" -sessions "$sessions" -per "$per" -size "$size" \
+	out=$(bin/loadgen -addr "$addr" -n "$m" -sessions "$sessions" -per "$per" -size "$size" \
 		-from bench@example.net -to din@example.org -helo client.example.net 2>"$d/source.err") || true
 	# A server may refuse mail (chasquid 1.11 answers 451 while its
 	# queue holds 200 messages): the run waits for what it accepted.
@@ -261,7 +278,7 @@ run() {
 		awk -v m="$m" '$NF ~ /^(fsync|fdatasync|syncfs|sync|sync_file_range)$/ {c += $4} END {printf "%.2f\n", c / m}' \
 			"$d/strace" >>"$W/$s.fsyncs"
 	fi
-	stop_server "$s" "$d" "$pid"
+	[ "$s" = sink ] || stop_server "$s" "$d" "$pid"
 	sleep 0.3
 	kill "$sink"
 	wait "$sink" 2>/dev/null || true
@@ -283,9 +300,10 @@ run() {
 field() { echo "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {v = $2} END {print v + 0}'; }
 
 servers=(elit postfix chasquid)
+all=(elit postfix chasquid sink)
 for r in $(seq "$rounds"); do
-	for i in 0 1 2; do
-		run "${servers[$(((r - 1 + i) % 3))]}" "$r"
+	for i in 0 1 2 3; do
+		run "${all[$(((r - 1 + i) % 4))]}" "$r"
 	done
 done
 for s in "${servers[@]}"; do
@@ -295,7 +313,7 @@ done
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 col() { awk -v c="$2" '{print $c}' "$W/$1.results"; }
 declare -A rate cpu mem acc p50 p99 fs
-for s in "${servers[@]}"; do
+for s in "${all[@]}"; do
 	rate[$s]=$(col "$s" 1 | median)
 	cpu[$s]=$(col "$s" 2 | median)
 	mem[$s]=$(col "$s" 3 | sort -n | tail -1)
@@ -319,11 +337,19 @@ for s in "${servers[@]}"; do
 	printf '| %s | %.0f | %.0f | %.2f | %.0f MB | %s | %.1f / %.1f ms |\n' "$name" "${rate[$s]}" "${acc[$s]}" "${cpu[$s]}" \
 		"$(echo "${mem[$s]} / 1024" | bc -l)" "${fs[$s]}" "${p50[$s]}" "${p99[$s]}"
 done
+printf '| smtp-sink alone | %.0f | %.0f | %.2f | %.0f MB | | %.1f / %.1f ms |\n' "${rate[sink]}" "${acc[sink]}" "${cpu[sink]}" \
+	"$(echo "${mem[sink]} / 1024" | bc -l)" "${p50[sink]}" "${p99[sink]}"
 for p in postfix chasquid; do
 	case $p in postfix) name=Postfix ;; chasquid) name=chasquid ;; esac
 	printf '| Elit / %s | %s | %s | %s | %s | | %s / %s |\n' "$name" "$(ratio rate "$p")" "$(ratio acc "$p")" \
 		"$(ratio cpu "$p")" "$(ratio mem "$p")" "$(ratio p50 "$p")" "$(ratio p99 "$p")"
 done
+echo
+# Over the floor: 1/rate - 1/floor, the time a message costs beyond what
+# the client and the sink alone take on this machine.
+over() { echo "1000 / ${rate[$1]} - 1000 / ${rate[sink]}" | bc -l; }
+printf 'Time per message over smtp-sink alone (1/rate − 1/floor): Elit %.2f ms, Postfix %.2f ms, chasquid %.2f ms; Elit / Postfix %.2f×, Elit / chasquid %.2f×.\n' \
+	"$(over elit)" "$(over postfix)" "$(over chasquid)" "$(echo "$(over elit) / $(over postfix)" | bc -l)" "$(echo "$(over elit) / $(over chasquid)" | bc -l)"
 echo
 printf 'Check: %s rounds of %s messages of %s bytes over %s sessions, %s per connection; the sink got' \
 	"$rounds" "$n" "$size" "$sessions" "$per"
