@@ -441,7 +441,7 @@ func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue
 		}
 		env.Rcpts = append(env.Rcpts, smtpclient.Rcpt{To: wireAddress(r.Address, smtputf8), Params: params})
 	}
-	f, err := d.cfg.Queue.Data(m.ID)
+	f, err := d.cfg.Queue.DataOf(m)
 	if err != nil {
 		return fill(len(idx), failure("4.3.0", "reading the queued data: %v", err)), false, false
 	}

@@ -44,3 +44,33 @@ func TestTee(t *testing.T) {
 		t.Errorf("the ring of 3 after a 4th: %v", l)
 	}
 }
+
+// TestTeeNext: the log handler behind the tee gets the attributes and
+// groups of With in their order, applied only when a record reaches it,
+// and a logger shared by goroutines applies them once.
+func TestTeeNext(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(New(10).Tee(slog.NewTextHandler(&out, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})))
+	l := log.With("id", "A1").WithGroup("g").With("to", "kim@example.com")
+	done := make(chan bool)
+	for range 4 {
+		go func() {
+			l.Info("delivered", "n", 1)
+			done <- true
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	want := "level=INFO msg=delivered id=A1 g.to=kim@example.com g.n=1\n"
+	if out.String() != strings.Repeat(want, 4) {
+		t.Errorf("next got\n%s\nwant 4 times\n%s", out.String(), want)
+	}
+}

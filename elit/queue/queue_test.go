@@ -262,3 +262,55 @@ func writer(dir string) {
 		fmt.Println("acked", m.ID)
 	}
 }
+
+// TestDataOf: DataOf of a message read with Get gives what Data gives
+// (the Header, then the data), and a data byte damaged on disk fails the
+// read at its end instead of passing.
+func TestDataOf(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := "Subject: hi\r\n\r\nhello\r\n"
+	m := newMessage("a@example.net")
+	m.Header = "Received: from client\r\n"
+	if err := s.Put(m, strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	read := func(f io.ReadCloser, err error) (string, error) {
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(f)
+		return string(b), err
+	}
+	got, err := s.Get(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := read(s.Data(m.ID))
+	if err != nil || want != m.Header+body {
+		t.Fatalf("Data: %q, %v", want, err)
+	}
+	if d, err := read(s.DataOf(got)); err != nil || d != want {
+		t.Errorf("DataOf: %q, %v; want %q", d, err, want)
+	}
+	name := filepath.Join(s.Dir(), m.ID+".q")
+	qf, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(qf, []byte("hello"))
+	qf[i] = 'j'
+	if err := os.WriteFile(name, qf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read(s.DataOf(got)); err == nil {
+		t.Error("DataOf read damaged data without an error")
+	}
+	os.Remove(name)
+	if _, err := s.DataOf(got); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DataOf of a removed message: %v", err)
+	}
+}
