@@ -29,6 +29,7 @@
 # TMPFS=1 puts the working directory (every server's queue) on a tmpfs,
 # where a sync costs next to nothing: what each server does without the
 # disk, to tell its own work from the device's (not a durable setting).
+# ELIT_FLAGS: more flags for elit serve (to try a setting).
 # PROFILE=FILE: Elit writes its CPU profile of each timed round there
 # (ELIT_CPUPROFILE; the last round's stays).
 #
@@ -152,7 +153,7 @@ start_elit() {
 	ELIT_CPUPROFILE=$prof bin/elit serve -domain example.org -hostname relay.example.org -db-json "$1/users.json" \
 		-state "$1/state" -mx-addr 127.0.0.1:2525 -submission-addr "" -submissions-addr "" -http-addr "" \
 		-max-conns-per-ip 200 -smarthost 127.0.0.2:25 -resolver 127.0.0.1:53 -log-level warn \
-		-mail-checks=false -arc=false -dkim=false >"$1/elit.log" 2>&1 &
+		-mail-checks=false -arc=false -dkim=false ${ELIT_FLAGS:-} >"$1/elit.log" 2>&1 &
 	spid=$!
 }
 start_postfix() {
