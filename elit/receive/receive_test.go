@@ -413,6 +413,28 @@ func TestQueueFailure(t *testing.T) {
 	}
 }
 
+// TestSlowData: data that stops coming past the read timeout gets
+// 421 4.4.2 and the connection closes: nothing is queued, and what the
+// client sends afterwards is not run as commands.
+func TestSlowData(t *testing.T) {
+	addr, q := testServer(t, MX, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
+	c := dial(t, addr)
+	c.cmd("", "220")
+	c.cmd("EHLO c.example", "250")
+	c.cmd("MAIL FROM:<x@example.net>", "250")
+	c.cmd("RCPT TO:<din@example.org>", "250")
+	c.cmd("DATA", "354")
+	io.WriteString(c.c, "Subject: slow\r\n\r\nhello\r\n")
+	c.cmd("", "421 4.4.2")
+	io.WriteString(c.c, "\r\nRSET\r\nNOOP\r\n") // late: must not be answered
+	if rest, _ := io.ReadAll(c.r); len(rest) > 0 {
+		t.Errorf("after 421: %q", rest)
+	}
+	if msgs, err := q.List(); err != nil || len(msgs) != 0 {
+		t.Errorf("queued after the timeout: %d, %v", len(msgs), err)
+	}
+}
+
 // TestSlowLine: a line that has not ended at the read timeout is not run
 // (go-smtp ran what had come): the client gets 421 4.4.2 and nothing else.
 func TestSlowLine(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -266,6 +267,13 @@ func (ss *session) Data(r io.Reader) error {
 			// go-smtp closes the connection after this reply.
 			ss.log.Info("message not received", "err", rerr)
 			return smtpErr(500, smtp.EnhancedCode{5, 5, 2}, "Line too long: at most %d bytes", ss.s.cfg.MaxLineLength)
+		}
+		if ne, ok := errors.AsType[net.Error](rerr); ok && ne.Timeout() {
+			// RFC 5321 §4.5.3.2.5: the data must keep coming. The
+			// connection closes after the reply (go-smtp, on 421): the
+			// rest of the data is not read as commands.
+			ss.log.Info("message not received", "err", rerr)
+			return smtpErr(421, smtp.EnhancedCode{4, 4, 2}, "%s Timeout reading the data, closing connection", ss.s.cfg.Hostname)
 		}
 		if rerr != nil {
 			// Too large (an *smtp.SMTPError go-smtp answers as is), or

@@ -1043,6 +1043,12 @@ func (c *Conn) handleData(arg string) {
 		c.errCount = 0 // Elit: the client delivered mail
 	}
 	c.writeResponse(code, enhancedCode, msg)
+	if code == 421 {
+		// Elit: 421 closes the connection (RFC 5321 §3.8): after a
+		// timeout inside the data, what the client sends later must
+		// not be read as commands.
+		c.Close()
+	}
 }
 
 func (c *Conn) handleBdat(arg string) {
