@@ -69,7 +69,7 @@ func (r *Ring) Lines(filter string, max int) []Line {
 // Tee returns a handler that passes every record to next and keeps the
 // mail log's in r.
 func (r *Ring) Tee(next slog.Handler) slog.Handler {
-	return &tee{ring: r, root: next, next: &lazy{h: next, done: true}}
+	return &tee{ring: r, root: next, next: &lazy{h: next}}
 }
 
 type tee struct {
@@ -88,15 +88,14 @@ type tee struct {
 // CPU under make bench).
 type lazy struct {
 	once   sync.Once
-	parent *lazy
+	parent *lazy // nil for the root, whose h is set from the start
 	attrs  []slog.Attr
 	group  string // WithGroup's name, when not attrs
 	h      slog.Handler
-	done   bool // h is set from the start (the root)
 }
 
 func (l *lazy) get() slog.Handler {
-	if l.done {
+	if l.parent == nil {
 		return l.h
 	}
 	l.once.Do(func() {

@@ -80,6 +80,18 @@ func parseHeader(b []byte) (fileHeader, error) {
 	return h, nil
 }
 
+// readHeader reads and checks the header at the start of f.
+func readHeader(f file) (fileHeader, error) {
+	hb := make([]byte, headerSize)
+	if _, err := f.ReadAt(hb, 0); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fileHeader{}, fmt.Errorf("%w: short header", errDamaged)
+		}
+		return fileHeader{}, err
+	}
+	return parseHeader(hb)
+}
+
 // envEnd is where the records start.
 func (h fileHeader) envEnd() int64 { return headerSize + h.dataLen + h.envLen }
 
@@ -113,14 +125,7 @@ func marshalRecord(m *Message) ([]byte, error) {
 // header, envelope and records, and with verify the data's checksum. It
 // returns the header and where the valid records end.
 func readFile(f file, verify bool) (*Message, fileHeader, int64, error) {
-	hb := make([]byte, headerSize)
-	if _, err := f.ReadAt(hb, 0); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fileHeader{}, 0, fmt.Errorf("%w: short header", errDamaged)
-		}
-		return nil, fileHeader{}, 0, err
-	}
-	h, err := parseHeader(hb)
+	h, err := readHeader(f)
 	if err != nil {
 		return nil, h, 0, err
 	}

@@ -642,11 +642,17 @@ func (s *Store) Data(id string) (io.ReadCloser, error) {
 		f.Close()
 		return nil, fmt.Errorf("queue %s: %w", id, err)
 	}
+	return dataReader(f, id, m.Header, h), nil
+}
+
+// dataReader reads a message as it goes out from its open file f: header,
+// then the data, checked against its checksum; closing it closes f.
+func dataReader(f file, id, header string, h fileHeader) io.ReadCloser {
 	data := &checkedReader{r: io.NewSectionReader(f, headerSize, h.dataLen), crc: crc32.New(crcTable), want: h.dataCRC, id: id}
 	return struct {
 		io.Reader
 		io.Closer
-	}{io.MultiReader(strings.NewReader(m.Header), data), f}, nil
+	}{io.MultiReader(strings.NewReader(header), data), f}
 }
 
 // DataOf is Data for a message read with Get: its Header taken from m,
@@ -664,24 +670,12 @@ func (s *Store) DataOf(m *Message) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	hb := make([]byte, headerSize)
-	if _, err := f.ReadAt(hb, 0); err != nil {
-		f.Close()
-		if errors.Is(err, io.EOF) {
-			err = fmt.Errorf("%w: short header", errDamaged)
-		}
-		return nil, fmt.Errorf("queue %s: %w", m.ID, err)
-	}
-	h, err := parseHeader(hb)
+	h, err := readHeader(f)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("queue %s: %w", m.ID, err)
 	}
-	data := &checkedReader{r: io.NewSectionReader(f, headerSize, h.dataLen), crc: crc32.New(crcTable), want: h.dataCRC, id: m.ID}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(strings.NewReader(m.Header), data), f}, nil
+	return dataReader(f, m.ID, m.Header, h), nil
 }
 
 // Remove durably deletes a message.
