@@ -26,7 +26,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"elit.local/elit/dns"
@@ -157,6 +159,16 @@ type Deliverer struct {
 	sched *schedule
 	pool  *sessionPool // idle sessions for the next message to their host
 
+	// fresh holds the envelopes of messages just queued (Notify), up to
+	// maxFresh, for their first delivery: it starts from the message in
+	// memory instead of reading and decoding it from the queue again.
+	// An operator command on a message drops its entry (own): from then
+	// on the queue has the message's state.
+	freshMu sync.Mutex
+	fresh   map[string]*queue.Message
+
+	loadOnce sync.Once
+
 	// Test hooks: claimed is called when Run has claimed a message for a
 	// delivery that is about to start; waiting when an operator command
 	// waits for the delivery of a message to end.
@@ -177,10 +189,51 @@ func New(cfg Config) (*Deliverer, error) {
 	return d, nil
 }
 
-// Notify schedules a newly queued message at once. It does not block.
+// maxFresh bounds the envelopes kept in memory for first deliveries: a
+// backlog beyond it is read from the queue.
+const maxFresh = 1000
+
+// Notify schedules a newly queued message at once. It does not block. m
+// is the envelope as committed; Notify keeps a copy for the first
+// delivery.
 func (d *Deliverer) Notify(m *queue.Message) {
-	d.sched.set(m.ID, time.Time{})
+	c := *m
+	c.Recipients = slices.Clone(m.Recipients)
+	// The copy goes in before the message is due, so that its first
+	// delivery finds it; it stays only if the schedule did not know the
+	// message (Load listed it meanwhile: a delivery may have read it).
+	d.freshMu.Lock()
+	if d.fresh == nil {
+		d.fresh = map[string]*queue.Message{}
+	}
+	kept := len(d.fresh) < maxFresh
+	if kept {
+		d.fresh[m.ID] = &c
+	}
+	d.freshMu.Unlock()
+	if !d.sched.setNew(m.ID) && kept {
+		d.takeFresh(m.ID)
+	}
 	d.sched.kick()
+}
+
+// takeFresh returns (and forgets) the envelope Notify kept for message
+// id, nil when none.
+func (d *Deliverer) takeFresh(id string) *queue.Message {
+	d.freshMu.Lock()
+	defer d.freshMu.Unlock()
+	m := d.fresh[id]
+	delete(d.fresh, id)
+	return m
+}
+
+// get returns message id's envelope and state: the one Notify kept, or
+// the queue's.
+func (d *Deliverer) get(id string) (*queue.Message, error) {
+	if m := d.takeFresh(id); m != nil {
+		return m, nil
+	}
+	return d.cfg.Queue.Get(id)
 }
 
 // nextDue is when a message next has something to do, and whether it has
@@ -203,7 +256,7 @@ func nextDue(m *queue.Message) (time.Time, bool) {
 // process does what is due for one message and reschedules it.
 func (d *Deliverer) process(ctx context.Context, id string) {
 	log := d.cfg.Log.With("id", id)
-	m, err := d.cfg.Queue.Get(id)
+	m, err := d.get(id)
 	if err != nil {
 		if !errors.Is(err, queue.ErrNotFound) {
 			log.Error("reading a queued message", "err", err)
@@ -260,6 +313,11 @@ func (d *Deliverer) process(ctx context.Context, id string) {
 			if res[k].delivered && res[k].relayed {
 				relayed = append(relayed, i)
 			}
+		}
+		if m.Done() {
+			// Nothing left to do: the removal below follows, and
+			// recording the results first would only be undone by it.
+			break
 		}
 		// Lazily: a crash may lose a result, and then the recipient is
 		// tried again (queue: the bound on duplicates).

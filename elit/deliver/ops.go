@@ -15,7 +15,11 @@ import (
 // own claims message id for an operator command and returns the function
 // that releases it.
 func (d *Deliverer) own(ctx context.Context, id string) (func(), error) {
-	return d.sched.claim(ctx, id, d.waiting)
+	release, err := d.sched.claim(ctx, id, d.waiting)
+	if err == nil {
+		d.takeFresh(id) // the command reads and changes the queue's copy
+	}
+	return release, err
 }
 
 // edit applies an operator command that only edits the envelope (hold,

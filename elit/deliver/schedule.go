@@ -55,6 +55,17 @@ func (s *schedule) forget(id string) {
 	s.mu.Unlock()
 }
 
+// setNew makes message id, just queued, due now. It reports whether the
+// schedule knew nothing of id before (neither due nor claimed).
+func (s *schedule) setNew(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, due := s.due[id]
+	known := due || s.claimed[id]
+	s.due[id] = time.Time{}
+	return !known
+}
+
 // dueAt returns when message id is due, if it is scheduled.
 func (s *schedule) dueAt(id string) (time.Time, bool) {
 	s.mu.Lock()
@@ -166,9 +177,15 @@ func (s *schedule) destination(ctx context.Context, dest string) (func(), error)
 	}
 }
 
-// Run delivers until ctx is done, then waits for deliveries in progress
-// (each ends at its next step once ctx is done).
-func (d *Deliverer) Run(ctx context.Context) {
+// Load schedules the messages the queue holds. Run calls it when nobody
+// did; a server calls it before it accepts mail, so that a message it
+// lists is never also one Notify tells of (Notify's copy would then be
+// older than what a delivery of the listing recorded).
+func (d *Deliverer) Load() {
+	d.loadOnce.Do(d.load)
+}
+
+func (d *Deliverer) load() {
 	msgs, err := d.cfg.Queue.List()
 	if err != nil {
 		d.cfg.Log.Error("reading the queue", "err", err)
@@ -183,7 +200,13 @@ func (d *Deliverer) Run(ctx context.Context) {
 			}
 		}
 	}
-	d.cfg.Log.Info("delivery started", "queued", len(msgs))
+	d.cfg.Log.Info("queue loaded", "queued", len(msgs))
+}
+
+// Run delivers until ctx is done, then waits for deliveries in progress
+// (each ends at its next step once ctx is done).
+func (d *Deliverer) Run(ctx context.Context) {
+	d.Load()
 	metrics.Default.SetGaugeFunc("elit_queue_messages", "Queued messages with something left to do.", func() float64 {
 		return float64(d.sched.len())
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -320,19 +321,22 @@ func (d *Deliverer) session(ctx context.Context, from string, t *Transport, dest
 
 // reuse runs the transaction for idx on a session kept from an earlier
 // one, after an RSET (RFC 5321 §4.1.1.5) that shows the server still
-// there. ok is false when the session had ended before the server
+// there, sent with the transaction's commands when the server has
+// PIPELINING. ok is false when the session had ended before the server
 // answered MAIL: nothing was delivered, and the caller opens a new one.
 func (d *Deliverer) reuse(s *openSession, from string, m *queue.Message, idx []int) (res []result, retryable, ok bool) {
-	log := d.cfg.Log.With("id", m.ID, "host", s.key.host, "addr", s.key.addr, "transactions", s.sent)
-	if err := s.c.Reset(); err != nil {
-		log.Debug("a kept session has ended; a new one", "err", err)
+	log := func() *slog.Logger {
+		return d.cfg.Log.With("id", m.ID, "host", s.key.host, "addr", s.key.addr, "transactions", s.sent)
+	}
+	if err := s.c.ResetWithNext(); err != nil {
+		log().Debug("a kept session has ended; a new one", "err", err)
 		s.c.Close()
 		return nil, false, false
 	}
 	sessionsReused.Inc()
 	res, retryable, early := d.transact(s, from, m, idx)
 	if early {
-		log.Debug("a kept session ended before MAIL was answered; a new one", "err", res[0].Text)
+		log().Debug("a kept session ended before MAIL was answered; a new one", "err", res[0].Text)
 		s.c.Close()
 		return nil, false, false
 	}
@@ -458,6 +462,9 @@ func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue
 		out[k].relayed = !dsn && strings.Contains(notify, "SUCCESS")
 	}
 	var e *smtpclient.Error
+	if len(errs) > 0 && errors.As(errs[0], &e) && e.Step == smtpclient.StepRSET {
+		return out, true, true // a kept session that ended (ResetWithNext), whatever it said
+	}
 	retryable = len(errs) > 0 && errors.As(errs[0], &e) && e.Reply == nil &&
 		(e.Step == smtpclient.StepMAIL || e.Step == smtpclient.StepRCPT)
 	early = retryable && e.Step == smtpclient.StepMAIL

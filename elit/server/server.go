@@ -164,6 +164,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	var wg sync.WaitGroup
 	if cfg.Delivery.Enabled {
+		deliverer.Load() // before the listeners accept: see Load
 		wg.Go(func() { deliverer.Run(ctx) })
 	}
 	saves := map[string]func() error{"the destinations' TLS": dests.Save}

@@ -97,6 +97,9 @@ type Client struct {
 	greeted bool              // the greeting was read
 	ext     map[string]string // the server's EHLO keywords (upper case) and their parameters
 	broken  bool              // a step broke the session, the server closed it (421), or Close did
+	// resetFirst: the next Transaction starts its group with RSET
+	// (ResetWithNext).
+	resetFirst bool
 }
 
 // New starts a session on conn: each step gets timeout (5 minutes if
@@ -146,6 +149,21 @@ func (c *Client) Reset() error {
 		c.broken = true
 	}
 	return err
+}
+
+// ResetWithNext is Reset sent in the next Transaction's command group
+// when the server has PIPELINING (RFC 2920 §3.1: RSET may appear
+// anywhere in a group): a kept session then costs no round trip of its
+// own before a message. The RSET's failure is the Transaction's, at
+// StepRSET, for every recipient, the session unusable; nothing was
+// delivered then (the data goes only after the 354). Without PIPELINING
+// it is Reset.
+func (c *Client) ResetWithNext() error {
+	if !c.has("PIPELINING") {
+		return c.Reset()
+	}
+	c.resetFirst = true
+	return nil
 }
 
 // Quit says QUIT (RFC 5321 §4.1.1.10), reads the reply if it comes in

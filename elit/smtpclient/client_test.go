@@ -581,3 +581,75 @@ func TestReset(t *testing.T) {
 		})
 	}
 }
+
+// TestResetWithNext: with PIPELINING the RSET goes in the next
+// transaction's group (RFC 2920 §3.1), its reply read first; a 421 or a
+// closed connection fails every recipient at StepRSET, before any data,
+// and leaves the session unusable. Without PIPELINING it is Reset.
+func TestResetWithNext(t *testing.T) {
+	group := `
+			C: RSET
+			C: MAIL FROM:<s@example.org> SIZE=22
+			C: RCPT TO:<a@example.com> NOTIFY=FAILURE
+			C: RCPT TO:<b@example.com>
+			C: DATA`
+	for _, c := range []struct {
+		name, ehlo, script string
+		code               int // of the error at StepRSET; -1: none
+	}{
+		{"pipelined", "250 PIPELINING", group + `
+			S: 250 2.0.0 ok
+			S: 250 2.1.0 ok
+			S: 250 2.1.5 ok
+			S: 250 2.1.5 ok
+			S: 354 go ahead
+			C: Subject: x
+			C:
+			C: hello
+			C: .
+			S: 250 2.0.0 queued`, -1},
+		{"closing", "250 PIPELINING", group + `
+			S: 421 4.4.2 idle too long`, 421},
+		{"closed", "250 PIPELINING", group + `
+			close`, 0},
+		{"lock step", "250 8BITMIME", `
+			C: RSET
+			S: 250 2.0.0 ok
+			C: MAIL FROM:<s@example.org> SIZE=22
+			S: 250 2.1.0 ok
+			C: RCPT TO:<a@example.com> NOTIFY=FAILURE
+			S: 250 2.1.5 ok
+			C: RCPT TO:<b@example.com>
+			S: 250 2.1.5 ok
+			C: DATA
+			S: 354 go ahead
+			C: Subject: x
+			C:
+			C: hello
+			C: .
+			S: 250 2.0.0 queued`, -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, cl := session(t, hello+`
+				S: 250-mx.example.com
+				S: `+c.ehlo+c.script)
+			if err := cl.ResetWithNext(); err != nil {
+				t.Fatalf("ResetWithNext: %v", err)
+			}
+			final, errs := cl.Transaction(env, strings.NewReader(msg), int64(len(msg)))
+			if c.code < 0 {
+				if errs[0] != nil || errs[1] != nil || final == nil || final.Code != 250 {
+					t.Errorf("transaction: %v, %+v", errs, final)
+				}
+			} else {
+				wantErr(t, "a", errs[0], StepRSET, c.code)
+				wantErr(t, "b", errs[1], StepRSET, c.code)
+				if cl.Usable() {
+					t.Error("usable after the RSET failed")
+				}
+			}
+			cl.Close()
+			p.wait(t)
+		})
+	}
+}

@@ -44,6 +44,11 @@ func (c *Client) Transaction(env Envelope, data io.Reader, size int64) (final *r
 		}
 		return nil, errs
 	}
+	resetFirst := c.resetFirst && pipelining // ResetWithNext
+	c.resetFirst = false
+	if resetFirst {
+		c.send("RSET")
+	}
 	c.send("MAIL FROM:<%s>%s", env.From, params(env.MailParams))
 	if !pipelining {
 		if err := c.roundTrip(StepMAIL); err != nil {
@@ -68,6 +73,12 @@ func (c *Client) Transaction(env Envelope, data io.Reader, size int64) (final *r
 		}
 		if err := c.flush(StepMAIL); err != nil {
 			return all(err)
+		}
+		if resetFirst {
+			if _, _, err := c.read(StepRSET, 250); err != nil {
+				c.broken = true // replies to the rest of the group may follow
+				return all(err)
+			}
 		}
 		if _, _, mailErr = c.read(StepMAIL, 250); isSessionError(mailErr) {
 			return all(mailErr)
