@@ -387,11 +387,7 @@ func (s *Store) Begin() (*Incoming, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue %s: %w", id, err)
 	}
-	if _, err := f.Write(make([]byte, headerSize)); err != nil { // the header, written at Commit
-		f.Close()
-		s.fs.Remove(tmp)
-		return nil, fmt.Errorf("queue %s: %w", id, err)
-	}
+	// The data goes after the header, which Commit writes.
 	return &Incoming{s: s, id: id, tmp: tmp, f: f}, nil
 }
 
@@ -426,7 +422,7 @@ func (in *Incoming) Write(p []byte) (int, error) {
 	if in.f == nil {
 		return 0, fmt.Errorf("queue %s: already committed or aborted", in.id)
 	}
-	n, err := in.f.Write(p)
+	n, err := in.f.WriteAt(p, headerSize+in.n)
 	in.n += int64(n)
 	in.crc = crc32.Update(in.crc, crcTable, p[:n])
 	if err != nil && in.werr == nil {
