@@ -59,14 +59,15 @@ func (s *scanner) Write(p []byte) (int, error) {
 		return 0, s.err
 	}
 	for i, c := range p {
+		if !s.inHeader {
+			n, err := s.body(p[i:])
+			return i + n, err
+		}
 		if s.prev == '\r' && c != '\n' || c == '\n' && s.prev != '\r' {
 			s.err = errBareNewline
 			return i, s.err
 		}
 		s.prev = c
-		if !s.inHeader {
-			continue
-		}
 		s.headerSize++
 		if s.headerSize > maxHeaderSection {
 			s.err = errHeaderTooLong
@@ -106,6 +107,45 @@ func (s *scanner) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// body checks p, in the body, for bare CR and bare LF as Write does in
+// the header, but a line at a time with bytes.IndexByte instead of byte
+// by byte (which was a sixth of the relay's CPU at 100 KiB): each LF
+// must follow a CR, and the rest of a line holds no CR, but for one as
+// the last byte of p, whose LF comes with the next Write.
+func (s *scanner) body(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if s.prev == '\r' && p[0] != '\n' {
+			s.err = errBareNewline
+			return n, s.err
+		}
+		line, rest := p, p[len(p):] // the line to its LF, or all of p
+		content := p                // what must hold no CR
+		if j := bytes.IndexByte(p, '\n'); j >= 0 {
+			line, rest = p[:j+1], p[j+1:]
+			switch {
+			case j == 0 && s.prev == '\r': // the LF of a CR that ended the last Write
+				content = nil
+			case j > 0 && p[j-1] == '\r':
+				content = p[:j-1]
+			default:
+				s.err = errBareNewline
+				return n + j, s.err
+			}
+		} else if p[len(p)-1] == '\r' {
+			content = p[:len(p)-1]
+		}
+		if k := bytes.IndexByte(content, '\r'); k >= 0 {
+			s.err = errBareNewline
+			return n + k + 1, s.err
+		}
+		s.prev = line[len(line)-1]
+		n += len(line)
+		p = rest
+	}
+	return n, nil
 }
 
 // endField ends the field being read at offset end.
