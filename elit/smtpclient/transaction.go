@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"elit.local/elit/reply"
 )
@@ -181,10 +182,20 @@ func (c *Client) data(data io.Reader, sendDATA bool) (*reply.Reply, error) {
 	return final, err
 }
 
+// readers keeps dotStuff's 64 KiB line readers for the next message: a
+// new one per message was most of what a delivery allocated, and so of
+// the collector's work.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // dotStuff copies CRLF-terminated data, doubling a dot that starts a
 // line (RFC 5321 §4.5.2), and ends it with CRLF if it lacks one.
 func (c *Client) dotStuff(data io.Reader) error {
-	br := bufio.NewReaderSize(data, 64<<10)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(data)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
 	last := byte('\n')
 	start := true // at the start of a line
 	for {
