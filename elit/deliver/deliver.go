@@ -182,7 +182,8 @@ func New(cfg Config) (*Deliverer, error) {
 		return nil, errors.New("deliver: Queue, Hostname and Resolver are required")
 	}
 	d := &Deliverer{cfg: cfg, sched: newSchedule(cfg.MaxPerDest),
-		pool: newSessionPool(cfg.ReuseIdle, cfg.ReuseMessages, cfg.MaxPerDest)}
+		pool:  newSessionPool(cfg.ReuseIdle, cfg.ReuseMessages, cfg.MaxPerDest),
+		fresh: map[string]*queue.Message{}}
 	if err := d.setupTransports(); err != nil {
 		return nil, err
 	}
@@ -203,9 +204,6 @@ func (d *Deliverer) Notify(m *queue.Message) {
 	// delivery finds it; it stays only if the schedule did not know the
 	// message (Load listed it meanwhile: a delivery may have read it).
 	d.freshMu.Lock()
-	if d.fresh == nil {
-		d.fresh = map[string]*queue.Message{}
-	}
 	kept := len(d.fresh) < maxFresh
 	if kept {
 		d.fresh[m.ID] = &c

@@ -462,11 +462,11 @@ func (d *Deliverer) send(c *smtpclient.Client, from, host, addr string, m *queue
 		out[k].relayed = !dsn && strings.Contains(notify, "SUCCESS")
 	}
 	var e *smtpclient.Error
-	if len(errs) > 0 && errors.As(errs[0], &e) && e.Step == smtpclient.StepRSET {
+	failed := len(errs) > 0 && errors.As(errs[0], &e)
+	if failed && e.Step == smtpclient.StepRSET {
 		return out, true, true // a kept session that ended (ResetWithNext), whatever it said
 	}
-	retryable = len(errs) > 0 && errors.As(errs[0], &e) && e.Reply == nil &&
-		(e.Step == smtpclient.StepMAIL || e.Step == smtpclient.StepRCPT)
+	retryable = failed && e.Reply == nil && (e.Step == smtpclient.StepMAIL || e.Step == smtpclient.StepRCPT)
 	early = retryable && e.Step == smtpclient.StepMAIL
 	return out, retryable, early
 }
